@@ -247,8 +247,7 @@ class Connection:
         return isinstance(error, Exception)
 
     def _send_final(self, error: ErrorCode, text: str) -> None:
-        if isinstance(self.metrics, Metrics):
-            self.metrics.count_error(error)
+        self.metrics.count_error(error)
         line = error_line(error, text)
         try:
             if self._raw:
