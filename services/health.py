@@ -1,0 +1,44 @@
+# services/health.py
+#
+#   python -m services.health [--host H] [--port P] [--timeout S]
+#
+# The container healthcheck: a real request (fib(10)) on the line protocol,
+# healthy only when the reply is right. Exit 0 when healthy, 1 when not.
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+
+def check(host: str, port: int, timeout: float) -> str | None:
+    """None when the server answers fib(10) correctly, else what went wrong."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"10\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = sock.recv(64)
+                if not chunk:
+                    break
+                reply += chunk
+    except OSError as error:
+        return f"{host}:{port}: {error}"
+    return None if reply == b"55\n" else f"{host}:{port}: fib(10) answered {reply!r}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("FIB_PORT", "25000")))
+    parser.add_argument("--timeout", type=float, default=3.0)
+    args = parser.parse_args()
+    problem = check(args.host, args.port, args.timeout)
+    if problem:
+        sys.exit(f"unhealthy: {problem}")
+
+
+if __name__ == "__main__":
+    main()
