@@ -97,8 +97,7 @@ class Metrics(NullMetrics):
 
     def count_error(self, error: ErrorCode) -> None:
         """An error reply that answers no request line (busy, idle-timeout)."""
-        self.requests.started()
-        self.requests.finished(None, error, 0.0)
+        self.requests.unprompted(error)
 
 
 class RequestStats(Collector):
@@ -140,6 +139,12 @@ class RequestStats(Collector):
                 self._failed[index] += 1
                 self._errors[error] += 1
 
+    def unprompted(self, error: ErrorCode) -> None:
+        """A reply to no request line: counted, but it has no duration."""
+        with self._lock:
+            self._failed[-1] += 1
+            self._errors[error] += 1
+
     def collect(self) -> Iterator[Any]:
         with self._lock:
             buckets = [list(counts) for counts in self._buckets]
@@ -159,7 +164,7 @@ class RequestStats(Collector):
                 requests.add_metric([v, label, "ok"], ok[index])
             if failed[index]:
                 requests.add_metric([v, label, "error"], failed[index])
-            if ok[index] or failed[index]:
+            if any(buckets[index]):
                 cumulative = zip(_BUCKET_LABELS, accumulate(buckets[index]), strict=True)
                 duration.add_metric([v, label], list(cumulative), sums[index])
         codes = CounterMetricFamily("fib_errors", "Error replies", labels=["variant", "code"])

@@ -1,0 +1,143 @@
+# tests/e2e/test_compose.py
+#
+# The lab as users start it: the images built, every service of
+# docker-compose.yml up (but grafana, whose image cannot be had here),
+# healthy, scraped by the real Prometheus, under real Locust load; stopped
+# cleanly; and gone without a trace after `down -v`. Tests run in file order
+# against one stack.
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from services import VARIANTS
+
+from .stack import PROJECT, ROOT, Prometheus, Stack, require_docker, write_override
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    require_docker()
+    stack = Stack(write_override(tmp_path_factory.mktemp("compose")))
+    stack.compose("down", "-v", "--remove-orphans", check=False)  # a leftover of a killed run
+    stack.compose("build", "--quiet", timeout=1200)
+    services = stack.services()
+    stack.compose("up", "-d", *services, timeout=600)
+    try:
+        stack.wait_healthy(services)
+        yield stack
+    finally:
+        stack.compose("down", "-v", "--remove-orphans", "-t", "5", check=False)
+
+
+@pytest.fixture(scope="module")
+def prometheus(stack: Stack) -> Prometheus:
+    return Prometheus(f"http://127.0.0.1:{stack.host_port('prometheus', 9090)}")
+
+
+def compose_file() -> dict[str, Any]:
+    spec: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return spec
+
+
+def test_compose_file_follows_the_design() -> None:
+    require_docker()
+    result = subprocess.run(
+        ["docker", "compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    spec = compose_file()
+    assert "version" not in spec, "Compose v2 files have no version key"
+    services = spec["services"]
+    for index, variant in enumerate(VARIANTS):
+        service = services[variant]
+        assert service["command"] == [variant]
+        assert service["ports"] == [f"127.0.0.1:{25001 + index}:25000"]  # DESIGN §7
+        for key in ("init", "cpus", "healthcheck", "ulimits", "stop_grace_period", "restart"):
+            assert key in service, f"{variant}: {key} missing (from the x-variant template)"
+    assert len({str(services[v]["cpus"]) for v in VARIANTS}) == 1, "identical CPU limits"
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    assert services["prometheus"]["image"] == "prom/prometheus:v2.53.3"
+    assert services["grafana"]["image"].startswith("grafana/grafana-oss:")
+
+
+def test_prometheus_config_passes_promtool() -> None:
+    require_docker()
+    config = ROOT / "prometheus" / "prometheus.yml"
+    result = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "/bin/promtool",
+         "-v", f"{config}:/prometheus.yml:ro", "prom/prometheus:v2.53.3",
+         "check", "config", "/prometheus.yml"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    targets = {
+        target
+        for job in yaml.safe_load(config.read_text())["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    assert {f"{variant}:9100" for variant in VARIANTS} <= targets
+
+
+def test_every_variant_is_scraped(stack: Stack, prometheus: Prometheus) -> None:
+    up: dict[str, float] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        up = {r["metric"]["instance"]: float(r["value"][1]) for r in prometheus.query("up")}
+        if all(up.get(f"{v}:9100") == 1 for v in VARIANTS):
+            break
+        time.sleep(1)
+    assert all(up.get(f"{v}:9100") == 1 for v in VARIANTS), up
+    info = prometheus.wait_for("fib_info", set(VARIANTS))
+    assert set(info) == set(VARIANTS)
+
+
+def test_cpu_is_counted_per_container(stack: Stack, prometheus: Prometheus) -> None:
+    cpu = prometheus.wait_for("fib_cpu_seconds_total", set(VARIANTS))
+    assert all(seconds > 0 for seconds in cpu.values()), cpu
+
+
+def test_stop_during_a_long_request_exits_cleanly(stack: Stack) -> None:
+    """`docker compose stop` reaches the server as SIGTERM through init: it
+    answers the request it has read and exits 0 well within the grace period."""
+    client = (
+        "import socket; s = socket.create_connection(('threads-procpool', 25000));"
+        "s.sendall(b'32\\n'); print(s.recv(64).decode().strip())"
+    )
+    reply = subprocess.Popen(
+        ["docker", "run", "--rm", "--network", f"{PROJECT}_default", "--entrypoint", "python",
+         "fiblab-services:latest", "-c", client],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(1.0)  # the line is read and fib(32) runs in a pool worker
+    started = time.monotonic()
+    stack.compose("stop", "-t", "15", "threads-procpool")
+    took = time.monotonic() - started
+    out, err = reply.communicate(timeout=30)
+    state = stack.container_state("threads-procpool")
+    assert state["ExitCode"] == 0, state
+    assert took < 10, f"stop took {took:.1f} s"
+    assert out.strip() == "2178309", (out, err)
+    stack.compose("start", "threads-procpool")
+    stack.wait_healthy(["threads-procpool"])
+
+
+def test_down_leaves_nothing_behind(stack: Stack) -> None:
+    stack.compose("down", "-v", "--remove-orphans", "-t", "10")
+    label = f"label=com.docker.compose.project={PROJECT}"
+    for kind in (["ps", "-a"], ["volume", "ls"], ["network", "ls"]):
+        listed = subprocess.run(
+            ["docker", *kind, "-q", "--filter", label], capture_output=True, text=True
+        ).stdout.split()
+        assert not listed, f"docker {' '.join(kind)} still lists {listed}"
