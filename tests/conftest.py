@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from services import VARIANTS
+from services.core.fib import fib
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL_VARIANTS = ("threads-procpool", "coro-procpool", "coro-asyncsocket", "asyncio-procpool")
@@ -37,6 +38,7 @@ class Server:
     port: int
     metrics_port: int
     output: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     @property
     def pid(self) -> int:
@@ -73,6 +75,14 @@ class Server:
             return self.process.wait(timeout)
         finally:
             kill_group(self.pid)
+
+    def close(self) -> None:
+        """Kill the whole group; close the output pipe once its reader saw EOF."""
+        self.stop(signal.SIGKILL)
+        if self.reader:
+            self.reader.join(5)
+        if self.process.stdout and not (self.reader and self.reader.is_alive()):
+            self.process.stdout.close()
 
 
 def read_line(sock: socket.socket) -> bytes:
@@ -151,16 +161,16 @@ def start_server(variant: str, *args: str, env: dict[str, str] | None = None) ->
         kill_group(process.pid)
         raise RuntimeError(f"{variant} did not start:\n{''.join(output)}")
     # Keep draining its output so that the server never blocks on a full pipe.
-    threading.Thread(target=_drain, args=(process, output), daemon=True).start()
-    server = Server(variant, process, port, metrics_port, output)
+    reader = threading.Thread(target=_drain, args=(process, output), daemon=True)
+    reader.start()
+    server = Server(variant, process, port, metrics_port, output, reader)
     assert server.ask(b"1\n", timeout=30) == b"1\n"
     return server
 
 
 def _drain(process: subprocess.Popen[str], output: list[str]) -> None:
     assert process.stdout is not None
-    for line in process.stdout:
-        output.append(line)
+    output.extend(process.stdout)  # line by line, as they come
 
 
 @pytest.fixture(params=VARIANTS)
@@ -173,4 +183,71 @@ def server(variant: str) -> Iterator[Server]:
     """A fresh server of each variant, with default settings."""
     running = start_server(variant)
     yield running
-    running.stop()
+    running.close()
+
+
+Launch = Callable[..., Server]
+
+
+@pytest.fixture
+def launch() -> Iterator[Launch]:
+    """start_server, with every server it started killed (group and all) at the end."""
+    started: list[Server] = []
+
+    def start(variant: str, *args: str, env: dict[str, str] | None = None) -> Server:
+        started.append(start_server(variant, *args, env=env))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.close()
+
+
+# -- shared helpers of the conformance suites ------------------------------
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll `condition` until it is true; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout} s: {what}")
+        time.sleep(0.02)
+
+
+def answer(n: int) -> bytes:
+    return b"%d\n" % fib(n)
+
+
+def wait_in_progress(server: Server, count: int = 1) -> None:
+    """Until the server has read `count` request lines it has not answered yet."""
+    wait_for(
+        lambda: server.metric("fib_requests_in_progress") == count,
+        10,
+        f"fib_requests_in_progress == {count}",
+    )
+
+
+def reply_pending(sock: socket.socket) -> bool:
+    """True while nothing (no byte, no EOF) has arrived on `sock`."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)  # MSG_DONTWAIT alone: Python would still wait for the timeout
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True
+    finally:
+        sock.settimeout(timeout)
+    return False
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU of the live members of a process group, from /proc."""
+    ticks = 0
+    for pid in group_members(pgid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        ticks += int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")

@@ -45,7 +45,9 @@ class Lab:
         self.stopping = threading.Event()
         self.drain_deadline = float("inf")
         self._stop_callbacks: list[Callable[[], object]] = []
-        self._lock = threading.Lock()
+        # Reentrant: the SIGTERM handler (stop) runs in the main thread, which
+        # may be inside _admit or _release at that moment (sync, coro*).
+        self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
         self._open: set[Connection] = set()
 

@@ -1,0 +1,278 @@
+# tests/test_conformance.py
+#
+# The conformance suite: the wire protocol of DESIGN §2, the metrics of §4
+# and the talk's concurrency semantics of §3, asserted against every variant
+# running as a real process. A new variant gets every test here for free,
+# and must declare in CONCURRENCY what the talk says it does.
+# (Stopping, killing, vanishing clients and thousands of connections are in
+# test_lifecycle.py.)
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+
+import pytest
+
+from services import VARIANTS
+
+from .conftest import (
+    POOL_VARIANTS,
+    Launch,
+    Server,
+    answer,
+    group_cpu_seconds,
+    read_line,
+    reply_pending,
+    sample,
+    wait_for,
+    wait_in_progress,
+)
+
+# fib(33) takes about 0.5 s here: long enough to ask something else meanwhile.
+LONG_WORK = 33
+
+# What the talk shows for each variant while one client's long request runs.
+ONE_AT_A_TIME = "a second client is served only after the first leaves"
+CONCURRENT = "another client is answered while the long request runs"
+STALLS = "nobody is answered until the long request finishes"
+CONCURRENCY = {
+    "sync": ONE_AT_A_TIME,
+    "threads": CONCURRENT,
+    "threads-procpool": CONCURRENT,
+    "coro": STALLS,
+    "coro-threadpool": CONCURRENT,
+    "coro-procpool": CONCURRENT,
+    "coro-asyncsocket": CONCURRENT,
+    "asyncio": STALLS,
+    "asyncio-procpool": CONCURRENT,
+}
+
+
+def replies(sock: socket.socket, count: int) -> list[bytes]:
+    return [read_line(sock) for _ in range(count)]
+
+
+def assert_closed(sock: socket.socket) -> None:
+    try:
+        assert sock.recv(1) == b"", "the server should have closed the connection"
+    except ConnectionResetError:
+        pass  # closed with unread bytes of ours still in its buffer: also closed
+
+
+# -- correct answers ---------------------------------------------------------
+
+
+def test_fib_0_to_25_one_request_at_a_time(server: Server):
+    with server.connect() as sock:
+        for n in range(26):
+            sock.sendall(b"%d\n" % n)
+            assert read_line(sock) == answer(n), f"fib({n})"
+
+
+def test_pipelined_lines_in_one_send_are_answered_in_order(server: Server):
+    with server.connect() as sock:
+        sock.sendall(b"".join(b"%d\n" % n for n in range(26)))
+        assert replies(sock, 26) == [answer(n) for n in range(26)]
+
+
+def test_one_line_sent_byte_by_byte(server: Server):
+    with server.connect() as sock:
+        for byte in b"  20 \r\n":
+            sock.sendall(bytes([byte]))
+            time.sleep(0.01)  # each byte its own segment
+        assert read_line(sock) == answer(20)
+
+
+def test_crlf_and_blanks_are_accepted(server: Server):
+    with server.connect() as sock:
+        sock.sendall(b"10\r\n \t7\t \r\n0\n")
+        assert replies(sock, 3) == [b"55\n", b"13\n", b"0\n"]
+
+
+# -- errors ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        (b"abc", b"not-an-integer"),
+        (b"", b"not-an-integer"),
+        (b"+5", b"not-an-integer"),  # int() takes these three; the protocol does not
+        (b"4_2", b"not-an-integer"),
+        ("٤٢".encode(), b"not-an-integer"),
+        (b"1 2", b"not-an-integer"),
+        (b"-1", b"out-of-range"),
+        (b"46", b"out-of-range"),
+        (b"99999999999999999999999", b"out-of-range"),
+    ],
+)
+def test_bad_line_gets_error_and_connection_stays_usable(server: Server, line: bytes, code: bytes):
+    with server.connect() as sock:
+        sock.sendall(line + b"\n")
+        reply = read_line(sock)
+        assert reply.startswith(b"ERR " + code + b" "), reply
+        assert reply.endswith(b"\n")
+        assert len(reply) > len(code) + 6, "a human text follows the code"
+        sock.sendall(b"10\n")
+        assert read_line(sock) == b"55\n"
+
+
+def test_errors_and_answers_interleave_in_order(server: Server):
+    with server.connect() as sock:
+        sock.sendall(b"10\nabc\n-1\n46\n12\n")
+        got = replies(sock, 5)
+    assert got[0] == b"55\n"
+    assert got[1].startswith(b"ERR not-an-integer ")
+    assert got[2].startswith(b"ERR out-of-range ")
+    assert got[3].startswith(b"ERR out-of-range ")
+    assert got[4] == b"144\n"
+
+
+def test_line_too_long_is_answered_then_closed(server: Server):
+    with server.connect() as sock:
+        sock.sendall(b" " * 60 + b"10\n")  # 63 bytes with its newline: within the limit
+        assert read_line(sock) == b"55\n"
+        sock.sendall(b"1" * 100)  # no newline within FIB_MAX_LINE (64) bytes
+        assert read_line(sock).startswith(b"ERR line-too-long ")
+        assert_closed(sock)
+    assert server.ask(b"10\n") == b"55\n", "and the server serves others"
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if CONCURRENCY[v] != ONE_AT_A_TIME])
+def test_connection_cap_answers_busy_and_closes(variant: str, launch: Launch):
+    # (sync never holds two connections: the second one waits in the backlog.)
+    server = launch(variant, "--max-connections", "2")
+    wait_for(lambda: server.metric("fib_connections_active") == 0, 5, "readiness client gone")
+    first, second = server.connect(), server.connect()
+    with first, second:
+        for sock in (first, second):
+            sock.sendall(b"1\n")
+            assert read_line(sock) == b"1\n"
+        with server.connect() as third:
+            assert read_line(third).startswith(b"ERR busy ")
+            assert_closed(third)
+        first.sendall(b"10\n")
+        assert read_line(first) == b"55\n", "the admitted clients carry on"
+    wait_for(lambda: server.metric("fib_connections_active") == 0, 5, "both clients gone")
+    assert server.ask(b"10\n") == b"55\n", "room again once they have left"
+    assert server.metric("fib_errors_total", variant=variant, code="busy") == 1
+
+
+def test_whole_line_deadline_closes_a_client_trickling_one_byte_a_second(
+    variant: str, launch: Launch
+):
+    server = launch(variant, "--idle-timeout", "2.5")
+    with server.connect() as sock:
+        sock.sendall(b"10\n")
+        assert read_line(sock) == b"55\n"
+        started = time.monotonic()
+        reply = b""
+        for _second in range(8):  # a digit a second: never a whole line
+            sock.sendall(b"1")
+            readable, _, _ = select.select([sock], [], [], 1.0)
+            if readable:
+                reply = read_line(sock)
+                break
+        elapsed = time.monotonic() - started
+        assert reply.startswith(b"ERR idle-timeout "), reply
+        assert 2.0 < elapsed < 5.0, f"closed after {elapsed:.1f} s, deadline 2.5 s"
+        assert_closed(sock)
+    assert server.metric("fib_errors_total", code="idle-timeout") == 1
+
+
+# -- the talk's concurrency semantics --------------------------------------------
+
+
+def test_every_variant_declares_its_concurrency():
+    assert set(CONCURRENCY) == set(VARIANTS)
+
+
+def test_concurrency_is_what_the_talk_shows(server: Server, variant: str):
+    semantics = CONCURRENCY[variant]
+    with server.connect(timeout=15) as first, server.connect(timeout=15) as second:
+        if semantics == ONE_AT_A_TIME:
+            first.sendall(b"1\n")
+            assert read_line(first) == b"1\n"
+            second.sendall(b"1\n")
+            time.sleep(1.0)
+            assert reply_pending(second), "sync answered a second client while the first stayed"
+            first.close()
+            assert read_line(second) == b"1\n", "served once the first client left"
+            return
+
+        first.sendall(b"%d\n" % LONG_WORK)
+        wait_in_progress(server)
+        started = time.monotonic()
+        second.sendall(b"1\n")
+        assert read_line(second) == b"1\n"
+        waited = time.monotonic() - started
+        if semantics == CONCURRENT:
+            assert reply_pending(first), f"the short request waited {waited:.2f} s for the long one"
+        else:
+            assert not reply_pending(first), f"answered in {waited:.3f} s during the long request"
+        assert read_line(first) == answer(LONG_WORK)
+
+
+@pytest.mark.parametrize("variant", POOL_VARIANTS)
+def test_process_pool_answers_short_requests_promptly_during_a_long_one(variant: str, launch):
+    server = launch(variant)
+    with server.connect(timeout=15) as long_client, server.connect() as short_client:
+        long_client.sendall(b"32\n")
+        wait_in_progress(server)
+        latencies: list[float] = []
+        while reply_pending(long_client) and len(latencies) < 20:
+            started = time.monotonic()
+            short_client.sendall(b"1\n")
+            assert read_line(short_client) == b"1\n"
+            latencies.append(time.monotonic() - started)
+        assert read_line(long_client) == answer(32)
+    assert len(latencies) >= 3, f"only {len(latencies)} short replies during fib(32)"
+    assert sorted(latencies)[len(latencies) // 2] < 0.1, f"median {latencies}"
+
+
+# -- metrics -----------------------------------------------------------------
+
+
+def test_metrics_count_exactly_what_was_served(server: Server, variant: str):
+    with server.connect() as sock:
+        sock.sendall(b"10\n10\n10\n1\nabc\n-1\n46\n2\n")
+        got = replies(sock, 8)
+    assert got.count(b"55\n") == 3
+    wait_for(lambda: server.metric("fib_connections_active") == 0, 5, "connections closed")
+    text = server.metrics_text()
+
+    def value(name: str, **labels: str) -> float:
+        return sample(text, name, variant=variant, **labels)
+
+    # The readiness check of start_server asked fib(1) on its own connection.
+    assert value("fib_requests_total", n="10", outcome="ok") == 3
+    assert value("fib_requests_total", n="1", outcome="ok") == 2
+    assert value("fib_requests_total", n="2", outcome="ok") == 1
+    assert value("fib_requests_total", n="", outcome="error") == 3  # abc, -1, 46
+    assert value("fib_errors_total", code="not-an-integer") == 1
+    assert value("fib_errors_total", code="out-of-range") == 2
+    assert value("fib_request_duration_seconds_count", n="10") == 3
+    assert value("fib_request_duration_seconds_bucket", n="10", le="120.0") == 3
+    assert value("fib_connections_total") == 2
+    assert value("fib_connections_active") == 0
+    assert value("fib_requests_in_progress") == 0
+    assert value("fib_info") == 1
+    for label in ("python", "implementation", "gil"):
+        assert f'{label}="' in text, f"fib_info has no {label} label"
+    for name in ("fib_requests_total", "fib_errors_total", "fib_connections_total"):
+        assert f"# TYPE {name} counter" in text
+    assert "_created" not in text
+
+
+def test_cpu_counter_counts_the_work_including_pool_workers(server: Server, variant: str):
+    before = server.metric("fib_cpu_seconds_total")
+    measured_before = group_cpu_seconds(server.pid)
+    assert server.ask(b"%d\n" % LONG_WORK, timeout=30) == answer(LONG_WORK)
+    used = server.metric("fib_cpu_seconds_total") - before
+    measured = group_cpu_seconds(server.pid) - measured_before
+    # /proc says what the whole group (pool workers included) used: fib(33)
+    # takes a few tenths of a CPU second, wherever it ran.
+    assert measured > 0.2
+    assert used == pytest.approx(measured, abs=0.1 + 0.1 * measured)

@@ -1,0 +1,317 @@
+# tests/test_lifecycle.py
+#
+# The lifecycle and fault part of the conformance suite (DESIGN §2): what a
+# server does when it is told to stop, when it or its pool workers are
+# killed, when clients vanish, and when thousands of clients stay connected.
+# Every variant runs as a real subprocess in its own process group; every
+# socket has a timeout and every wait a deadline; every server started here
+# is killed with its whole group in teardown.
+
+from __future__ import annotations
+
+import os
+import resource
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services import VARIANTS
+
+from .conftest import (
+    EVENT_LOOP_VARIANTS,
+    POOL_VARIANTS,
+    Server,
+    answer,
+    group_members,
+    kill_group,
+    read_line,
+    reply_pending,
+    wait_for,
+    wait_in_progress,
+)
+
+# fib(32) takes about 0.3 s here, fib(34) 0.7 s and fib(38) about 4.5 s.
+SHORT_WORK = 32  # long enough to disconnect before the reply
+LONG_WORK = 34  # outlasts a SIGTERM round trip by a wide margin
+KILL_WORK = 35  # still computing when its worker is killed
+HOG_WORK = 38  # far longer than a worker may outlive its server
+
+# Variants that hear SIGTERM on an asyncio loop (loop.add_signal_handler)
+# and run fib on that same loop: the signal waits until fib returns.
+SIGNAL_WAITS_FOR_FIB = tuple(
+    v for v in VARIANTS if v.startswith("asyncio") and v not in POOL_VARIANTS
+)
+
+MANY_CONNECTIONS = 2000
+
+
+# -- helpers ---------------------------------------------------------------
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with an RST (SO_LINGER 0): the client vanishes at once."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def probe(port: int) -> str:
+    """Try a new client: "refused", "unserved" (closed without a reply) or "served"."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+    except ConnectionError:  # refused, or reset while the listener shut down
+        return "refused"
+    with sock:
+        sock.settimeout(3)
+        try:
+            sock.sendall(b"1\n")
+            reply = read_line(sock)
+        except ConnectionError:
+            return "unserved"
+        except TimeoutError:
+            pytest.fail("a new connection after SIGTERM was neither served nor closed in 3 s")
+    return "unserved" if reply == b"" else "served"
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def pool_workers(server: Server) -> list[int]:
+    """The server's process-pool workers ("spawn" children; not the resource tracker)."""
+    return [
+        pid
+        for pid in server.descendants()
+        if "spawn_main" in (line := cmdline(pid)) and "resource_tracker" not in line
+    ]
+
+
+def cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def busiest(pids: list[int], interval: float = 0.3) -> int:
+    """The process among `pids` that used the most CPU over `interval` s."""
+    before = {pid: cpu_ticks(pid) for pid in pids}
+    time.sleep(interval)
+    used = {pid: cpu_ticks(pid) - ticks for pid, ticks in before.items()}
+    pid = max(used, key=lambda p: used[p])
+    assert used[pid] > 0, f"no pool worker is computing: {used}"
+    return pid
+
+
+def describe(pids: list[int]) -> str:
+    return "; ".join(f"{pid}: {cmdline(pid)}" for pid in pids) or "none"
+
+
+def group_empties(pgid: int, timeout: float = 5.0) -> None:
+    wait_for(
+        lambda: not group_members(pgid),
+        timeout,
+        f"process group {pgid} empty (left: {describe(group_members(pgid))})",
+    )
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def exchange(socks: list[socket.socket], line: bytes, timeout: float = 10.0) -> list[bytes]:
+    """Send `line` on every socket, then read one reply line from each, all at once."""
+    for sock in socks:
+        sock.sendall(line)
+    by_fd = {sock.fileno(): sock for sock in socks}
+    replies = {fd: bytearray() for fd in by_fd}
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_READ)
+        pending = len(socks)
+        while pending and (left := deadline - time.monotonic()) > 0:
+            for key, _events in selector.select(left):
+                data = by_fd[key.fd].recv(64)
+                replies[key.fd] += data
+                if not data or data.endswith(b"\n"):
+                    selector.unregister(key.fd)
+                    pending -= 1
+    return [bytes(replies[sock.fileno()]) for sock in socks]
+
+
+# -- SIGTERM -----------------------------------------------------------------
+
+
+def test_sigterm_answers_request_in_flight_stops_accepting_and_exits(variant, launch):
+    server = launch(variant)
+    with server.connect(timeout=15) as client:
+        client.sendall(b"%d\n" % LONG_WORK)
+        wait_in_progress(server)
+        os.kill(server.pid, signal.SIGTERM)
+
+        # New clients are turned away (refused, or closed unanswered) while
+        # the request already read is still being worked on.
+        deadline = time.monotonic() + 5
+        outcomes = [probe(server.port)]
+        while outcomes[-1] == "served" and time.monotonic() < deadline:
+            time.sleep(0.02)
+            outcomes.append(probe(server.port))
+        assert outcomes[-1] != "served", f"still accepting 5 s after SIGTERM: {outcomes}"
+        if variant not in SIGNAL_WAITS_FOR_FIB:
+            assert reply_pending(client), f"stopped accepting only after the reply: {outcomes}"
+
+        assert read_line(client) == answer(LONG_WORK)
+        assert read_line(client) == b"", "the connection is closed once its work is done"
+    try:
+        code = server.process.wait(10)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{variant} still running 10 s after SIGTERM:\n{''.join(server.output)}")
+    assert code == 0, "".join(server.output)
+    group_empties(server.pid)
+
+
+# -- SIGKILL -----------------------------------------------------------------
+
+
+def test_sigkill_of_process_group_leaves_nothing(variant, launch):
+    server = launch(variant)
+    if variant in POOL_VARIANTS:
+        assert pool_workers(server), "a pool variant starts its workers up front"
+    else:
+        # Also keeps POOL_VARIANTS honest: a new variant with children must join it.
+        assert server.descendants() == [], describe(server.descendants())
+    kill_group(server.pid)
+    assert server.process.wait(5) == -signal.SIGKILL
+    group_empties(server.pid)
+
+
+@pytest.mark.parametrize("variant", POOL_VARIANTS)
+def test_pool_workers_exit_when_server_alone_is_sigkilled(variant, launch):
+    server = launch(variant)
+    workers = pool_workers(server)
+    assert workers
+    with server.connect() as client:
+        # A worker busy with seconds of work must not finish it first.
+        client.sendall(b"%d\n" % HOG_WORK)
+        wait_in_progress(server)
+        os.kill(server.pid, signal.SIGKILL)  # the server only: no group kill
+        assert server.process.wait(5) == -signal.SIGKILL
+        group_empties(server.pid, timeout=3)
+
+
+# -- many connections --------------------------------------------------------
+
+
+@pytest.fixture
+def fd_limit() -> Iterator[int]:
+    """Raise RLIMIT_NOFILE (a server started afterwards inherits it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * MANY_CONNECTIONS + 200  # the clients here and the server's ends
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {wanted}: cannot open enough sockets")
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    yield wanted
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", EVENT_LOOP_VARIANTS)
+def test_event_loop_holds_thousands_of_connections(variant, launch, fd_limit):
+    # select() stops at fd 1024: these must wait with epoll (selectors/asyncio).
+    server = launch(variant, "--max-connections", "3000")
+    socks: list[socket.socket] = []
+    try:
+        for _batch in range(0, MANY_CONNECTIONS, 250):  # paced: the backlog is 1024
+            batch = [server.connect(timeout=10) for _ in range(250)]
+            socks += batch
+            replies = exchange(batch, b"10\n")
+            assert replies == [b"55\n"] * len(batch), set(replies)
+        assert server.metric("fib_connections_active") == MANY_CONNECTIONS
+        assert server.metric("fib_connections_total") == MANY_CONNECTIONS + 1  # + readiness
+        replies = exchange(socks, b"10\n", timeout=15)  # every client at once
+        assert replies.count(b"55\n") == MANY_CONNECTIONS, set(replies)
+        assert max(sock.fileno() for sock in socks) > 1024
+    finally:
+        for sock in socks:
+            sock.close()
+    wait_for(
+        lambda: server.metric("fib_connections_active") == 0, 10, "fib_connections_active == 0"
+    )
+    assert server.ask(b"10\n") == b"55\n"
+
+
+# -- a pool worker dies --------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", POOL_VARIANTS)
+def test_killed_pool_worker_costs_its_request_only(variant, launch):
+    server = launch(variant)
+    with server.connect(timeout=15) as client:
+        client.sendall(b"%d\n" % KILL_WORK)
+        wait_in_progress(server)
+        victim = busiest(pool_workers(server))
+        os.kill(victim, signal.SIGKILL)
+        reply = read_line(client)
+        assert reply == answer(KILL_WORK) or reply.startswith(b"ERR server-error "), reply
+        # The same connection stays open and usable.
+        client.sendall(b"20\n")
+        assert read_line(client) == b"6765\n"
+        client.sendall(b"20\n21\n")
+        assert read_line(client) + read_line(client) == b"6765\n10946\n"
+    assert server.ask(b"20\n") == b"6765\n"  # and a new one
+    assert server.process.poll() is None, "the server itself survives"
+    assert victim not in group_members(server.pid)
+    assert pool_workers(server), "the pool was replaced"
+    if reply.startswith(b"ERR"):
+        assert server.metric("fib_errors_total", code="server-error") == 1
+    # The replaced pool still shuts down cleanly.
+    assert server.stop(signal.SIGTERM) == 0, "".join(server.output)
+    group_empties(server.pid)
+
+
+# -- clients that vanish -------------------------------------------------------
+
+
+def test_client_vanishing_mid_request_costs_nothing(variant, launch):
+    server = launch(variant)
+    wait_for(lambda: server.metric("fib_connections_active") == 0, 5, "readiness client closed")
+    fds = fd_count(server.pid)
+
+    client = server.connect()
+    client.sendall(b"%d\n" % SHORT_WORK)
+    wait_in_progress(server)
+    reset(client)  # gone before its reply
+    assert server.ask(b"10\n", timeout=15) == b"55\n"
+    wait_for(
+        lambda: server.metric("fib_connections_active") == 0, 10, "fib_connections_active == 0"
+    )
+    wait_for(
+        lambda: server.metric("fib_requests_in_progress") == 0, 10, "fib_requests_in_progress == 0"
+    )
+
+    # No fd left behind by a connection, however it ends.
+    for i in range(200):
+        with server.connect() as sock:
+            sock.sendall(b"1\n")
+            if i % 2:
+                assert read_line(sock) == b"1\n"
+            else:
+                reset(sock)  # before or after its reply: either way
+    assert server.ask(b"10\n") == b"55\n"
+    wait_for(
+        lambda: server.metric("fib_connections_active") == 0, 10, "fib_connections_active == 0"
+    )
+    wait_for(lambda: fd_count(server.pid) <= fds + 2, 5, f"fd count back to {fds} (+2)")
+    assert server.process.poll() is None
