@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 VARIANT ?= threads
 
-.PHONY: help venv lint test test-fast bench-server serve clean
+.PHONY: help venv lint test test-fast bench-server serve dashboards clean
 
 help:
 	@echo "make test          lint (ruff, mypy) and every test; creates $(VENV) on first use"
@@ -13,6 +13,7 @@ help:
 	@echo "make lint          ruff and mypy only"
 	@echo "make bench-server  req/s and s/request of every variant; metrics overhead"
 	@echo "make serve VARIANT=threads   run one variant on 127.0.0.1:25000 (metrics :9100)"
+	@echo "make dashboards    regenerate grafana/dashboards/*.json from grafana/dashboards.py"
 
 venv: $(STAMP)
 
@@ -39,6 +40,9 @@ bench-server: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/python -m services $(VARIANT)
+
+dashboards: $(STAMP)
+	$(BIN)/python grafana/dashboards.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

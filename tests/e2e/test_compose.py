@@ -3,14 +3,13 @@
 # The lab as users start it: the images built, every service of
 # docker-compose.yml up (but grafana, whose image cannot be had here),
 # healthy, scraped by the real Prometheus, under real Locust load; stopped
-# cleanly; and gone without a trace after `down -v`. Tests run in file order
-# against one stack.
+# cleanly; and gone without a trace after `down -v` (tests/e2e/conftest.py).
+# Tests run in file order against the session's one stack.
 
 from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,29 +17,9 @@ import yaml
 
 from services import VARIANTS
 
-from .stack import PROJECT, ROOT, Prometheus, Stack, require_docker, write_override
+from .stack import PROJECT, ROOT, Prometheus, Stack, require_docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    require_docker()
-    stack = Stack(write_override(tmp_path_factory.mktemp("compose")))
-    stack.compose("down", "-v", "--remove-orphans", check=False)  # a leftover of a killed run
-    stack.compose("build", "--quiet", timeout=1200)
-    services = stack.services()
-    stack.compose("up", "-d", *services, timeout=600)
-    try:
-        stack.wait_healthy(services)
-        yield stack
-    finally:
-        stack.compose("down", "-v", "--remove-orphans", "-t", "5", check=False)
-
-
-@pytest.fixture(scope="module")
-def prometheus(stack: Stack) -> Prometheus:
-    return Prometheus(f"http://127.0.0.1:{stack.host_port('prometheus', 9090)}")
 
 
 def compose_file() -> dict[str, Any]:
@@ -131,13 +110,3 @@ def test_stop_during_a_long_request_exits_cleanly(stack: Stack) -> None:
     assert out.strip() == "2178309", (out, err)
     stack.compose("start", "threads-procpool")
     stack.wait_healthy(["threads-procpool"])
-
-
-def test_down_leaves_nothing_behind(stack: Stack) -> None:
-    stack.compose("down", "-v", "--remove-orphans", "-t", "10")
-    label = f"label=com.docker.compose.project={PROJECT}"
-    for kind in (["ps", "-a"], ["volume", "ls"], ["network", "ls"]):
-        listed = subprocess.run(
-            ["docker", *kind, "-q", "--filter", label], capture_output=True, text=True
-        ).stdout.split()
-        assert not listed, f"docker {' '.join(kind)} still lists {listed}"

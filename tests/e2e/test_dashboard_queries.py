@@ -1,0 +1,153 @@
+# tests/e2e/test_dashboard_queries.py
+#
+# Every query of every provisioned Grafana dashboard (panels, annotations,
+# the variant variable), evaluated through the real Prometheus of the compose
+# stack after real requests reached every variant: each must be accepted
+# and return data, for every variant where it is per variant. Grafana itself
+# cannot run here, so this is what proves the dashboards show something: a
+# query with a typo'd metric or label returns nothing and fails.
+#
+# Uses the session's one compose stack (the `stack` and `prometheus`
+# fixtures of tests/e2e/conftest.py).
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+
+from services import VARIANTS
+
+from ..dashboards import Query, all_queries
+from .stack import PROJECT, Prometheus, Stack
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+QUERIES = all_queries(VARIANTS)
+# The range queried: back to the stack's start (Prometheus has nothing older),
+# so that load other tests made earlier in the session (Locust's) is in it.
+LOOKBACK_SECONDS = 20 * 60
+
+# Runs in a container on the stack's network (the e2e stack publishes no
+# variant ports). Per variant, one connection: fib(25), 1.5 s of fib(1), a
+# second fib(25) and one bad line. The two long requests are a scrape or
+# more apart, so that the long-request panels and annotation (rates and
+# changes of the n >= 20 series) have something to show, and the bad line
+# gives the error panel a non-zero rate. Bounded in time and count.
+LOAD = r"""
+import json, socket, sys, threading, time
+
+def drive(variant, results):
+    with socket.create_connection((variant, 25000), timeout=30) as sock:
+        reader = sock.makefile("rb")
+        def ask(line):
+            sock.sendall(line)
+            return reader.readline().decode().strip()
+        first = ask(b"25\n")
+        short, deadline = 0, time.monotonic() + 1.5
+        while time.monotonic() < deadline and short < 100_000:
+            if ask(b"1\n") != "1":
+                break
+            short += 1
+        results[variant] = {"long": [first, ask(b"25\n")], "short": short, "bad": ask(b"abc\n")}
+
+results = {}
+threads = [threading.Thread(target=drive, args=(v, results)) for v in sys.argv[1:]]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join(60)
+print(json.dumps(results))
+"""
+
+
+@dataclass(frozen=True)
+class Window:
+    start: float
+    end: float
+    locust_variants: frozenset[str]  # variants Locust sent requests to in the window
+
+
+def query_range(prometheus: Prometheus, expr: str, window: Window) -> list[dict[str, Any]]:
+    response = requests.post(
+        f"{prometheus.url}/api/v1/query_range",
+        data={"query": expr, "start": window.start, "end": window.end, "step": "1"},
+        timeout=30,
+    )
+    body = response.json()
+    assert response.status_code == 200, f"{expr}\n{body}"
+    assert body["status"] == "success", f"{expr}\n{body}"
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def variants_with_data(result: list[dict[str, Any]]) -> set[str]:
+    """Variants with at least one finite value (a NaN draws nothing in Grafana)."""
+    return {
+        series["metric"].get("variant", "")
+        for series in result
+        if any(math.isfinite(float(value)) for _time, value in series["values"])
+    }
+
+
+@pytest.fixture(scope="module")
+def window(stack: Stack, prometheus: Prometheus) -> Window:
+    started = time.time()
+    run = subprocess.run(
+        ["docker", "run", "--rm", "--network", f"{PROJECT}_default", "--entrypoint", "python",
+         "fiblab-services:latest", "-c", LOAD, *VARIANTS],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = json.loads(run.stdout)
+    for variant in VARIANTS:
+        got = results.get(variant)
+        assert got is not None, f"{variant} did not answer: {results}"
+        assert got["long"] == ["75025", "75025"], (variant, got)
+        assert got["short"] > 0, (variant, got)
+        assert got["bad"].startswith("ERR not-an-integer"), (variant, got)
+    # Wait until Prometheus has scraped the second long reply of every variant.
+    prometheus.wait_for('sum by (variant) (fib_requests_total{n="25"}) >= 2', set(VARIANTS))
+    time.sleep(2)  # one more scrape: rates over the last samples settle
+    end = time.time()
+    probe = Window(started - LOOKBACK_SECONDS, end, frozenset())
+    locust = variants_with_data(query_range(prometheus, "locust_requests_total", probe))
+    return Window(probe.start, end, frozenset(locust))
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=[f"{q.dashboard} {q.where}" for q in QUERIES])
+def test_query_returns_data_for_every_variant(
+    query: Query, prometheus: Prometheus, window: Window
+) -> None:
+    result = query_range(prometheus, query.expr, window)
+    if query.kind == "annotation" and query.uses_locust:
+        # An event query: Locust's user count changes only while a run
+        # starts or stops, which this module does not arrange. Accepted
+        # by Prometheus (checked above) is what can be asked of it.
+        return
+    if query.uses_locust:
+        # Locust's series exist only after a Locust run: the stack's other
+        # tests may or may not have run one in this session. Each variant
+        # Locust loaded must show here; with no Locust run there is nothing
+        # to compare with, and the lint test has checked the names.
+        expected = set(window.locust_variants)
+    elif query.per_variant or query.kind == "variable":
+        expected = set(VARIANTS)
+    else:
+        expected = set()
+        assert variants_with_data(result), f"{query.expr}: no data"
+    missing = expected - variants_with_data(result)
+    assert not missing, f"{query.where}: no data for {sorted(missing)}\n{query.expr}"
+
+
+def test_a_typo_in_a_metric_name_shows_no_data(prometheus: Prometheus, window: Window) -> None:
+    """The check above can fail: a misspelt metric returns no data at all."""
+    assert query_range(prometheus, "rate(fib_request_total[4s])", window) == []
+    good = query_range(prometheus, "rate(fib_requests_total[4s])", window)
+    assert variants_with_data(good) >= set(VARIANTS)
