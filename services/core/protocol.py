@@ -110,7 +110,12 @@ class FibProtocol:
         match = _INTEGER.fullmatch(line.removesuffix(b"\r"))
         if match is None:
             return Request(None, ErrorCode.NOT_AN_INTEGER, "send one integer per line, e.g. 30")
-        n = int(match[1])
+        digits = match[1]
+        # Longer than max_n can be is out of range; int() would also refuse
+        # more than 4300 digits (a long FIB_MAX_LINE) with a ValueError.
+        if len(digits.lstrip(b"-0")) > len(str(self.max_n)):
+            return Request(None, ErrorCode.OUT_OF_RANGE, f"n must be between 0 and {self.max_n}")
+        n = int(digits)
         if not 0 <= n <= self.max_n:
             return Request(None, ErrorCode.OUT_OF_RANGE, f"n must be between 0 and {self.max_n}")
         return Request(n)

@@ -1,0 +1,302 @@
+# tests/core/test_metrics.py
+#
+# The metrics of DESIGN §4 (services/core/metrics.py), read back through
+# prometheus_client's own text-format parser: exactly the contract's names,
+# types and labels, bounded n labels, the histogram buckets, fib_info, and a
+# CPU counter that includes the process's children.
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.core.metrics import (
+    DURATION_BUCKETS,
+    CpuCollector,
+    Metrics,
+    NullMetrics,
+    cgroup_cpu_seconds,
+    tree_cpu_seconds,
+)
+from services.core.protocol import ErrorCode
+
+# DESIGN §4: family name (as the parser names it) -> (type, labels)
+CONTRACT = {
+    "fib_requests": ("counter", {"variant", "n", "outcome"}),
+    "fib_request_duration_seconds": ("histogram", {"variant", "n"}),
+    "fib_requests_in_progress": ("gauge", {"variant"}),
+    "fib_connections_active": ("gauge", {"variant"}),
+    "fib_connections": ("counter", {"variant"}),
+    "fib_errors": ("counter", {"variant", "code"}),
+    "fib_cpu_seconds": ("counter", {"variant"}),
+    "fib_info": ("gauge", {"variant", "python", "implementation", "gil"}),
+}
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def exposition(metrics: Metrics) -> str:
+    return generate_latest(metrics.registry).decode()
+
+
+def samples(metrics: Metrics) -> Samples:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(exposition(metrics))
+        for s in family.samples
+    }
+
+
+def value(found: Samples, name: str, **labels: str) -> float | None:
+    return found.get((name, frozenset(labels.items())))
+
+
+@pytest.fixture
+def busy_metrics() -> Metrics:
+    """Metrics after a known mix of connections, replies and errors."""
+    metrics = Metrics("threads", max_n=45, cpu_source="process")
+    for _ in range(3):
+        metrics.connection_opened()
+    metrics.connection_closed()
+    for n, error, seconds in [
+        (1, None, 30e-6),  # fib(1): tens of microseconds
+        (1, None, 50e-6),  # exactly on a bucket bound: le means <=
+        (1, None, 70e-6),
+        (30, None, 0.3),
+        (None, ErrorCode.OUT_OF_RANGE, 20e-6),
+        (None, ErrorCode.NOT_AN_INTEGER, 20e-6),
+        (5, ErrorCode.SERVER_ERROR, 200.0),  # beyond the last bucket
+    ]:
+        metrics.request_started()
+        metrics.request_finished(n, error, seconds)
+    metrics.request_started()  # one still running
+    metrics.count_error(ErrorCode.BUSY)  # answers no line: no duration
+    return metrics
+
+
+def test_exactly_the_contract_families(busy_metrics: Metrics) -> None:
+    families = list(text_string_to_metric_families(exposition(busy_metrics)))
+    assert {f.name: f.type for f in families} == {
+        name: kind for name, (kind, _labels) in CONTRACT.items()
+    }
+    for family in families:
+        _kind, labels = CONTRACT[family.name]
+        for s in family.samples:
+            extra = {"le"} if s.name.endswith("_bucket") else set()
+            assert set(s.labels) == labels | extra, s
+            assert s.labels["variant"] == "threads"
+
+
+def test_sample_names_and_no_created_series(busy_metrics: Metrics) -> None:
+    text = exposition(busy_metrics)
+    names = {name for name, _labels in samples(busy_metrics)}
+    assert names == {
+        "fib_requests_total",
+        "fib_request_duration_seconds_bucket",
+        "fib_request_duration_seconds_count",
+        "fib_request_duration_seconds_sum",
+        "fib_requests_in_progress",
+        "fib_connections_active",
+        "fib_connections_total",
+        "fib_errors_total",
+        "fib_cpu_seconds_total",
+        "fib_info",
+    }
+    assert "_created" not in text
+
+
+def test_counts(busy_metrics: Metrics) -> None:
+    found = samples(busy_metrics)
+    v = {"variant": "threads"}
+    assert value(found, "fib_connections_total", **v) == 3
+    assert value(found, "fib_connections_active", **v) == 2
+    assert value(found, "fib_requests_in_progress", **v) == 1
+    assert value(found, "fib_requests_total", **v, n="1", outcome="ok") == 3
+    assert value(found, "fib_requests_total", **v, n="30", outcome="ok") == 1
+    assert value(found, "fib_requests_total", **v, n="5", outcome="error") == 1
+    # Lines that are not a valid n, and busy, all share n="".
+    assert value(found, "fib_requests_total", **v, n="", outcome="error") == 3
+    assert value(found, "fib_requests_total", **v, n="", outcome="ok") is None
+    errors = {
+        dict(labels)["code"]: count
+        for (name, labels), count in found.items()
+        if name == "fib_errors_total"
+    }
+    assert errors == {
+        "not-an-integer": 1,
+        "out-of-range": 1,
+        "server-error": 1,
+        "line-too-long": 0,
+        "busy": 1,
+        "idle-timeout": 0,
+    }
+
+
+def test_n_label_is_bounded_whatever_clients_send() -> None:
+    metrics = Metrics("coro", max_n=10, cpu_source="process")
+    for n in range(11):
+        metrics.request_started()
+        metrics.request_finished(n, None, 1e-3)
+    for _ in range(50):  # out of range, whatever was asked
+        metrics.request_started()
+        metrics.request_finished(None, ErrorCode.OUT_OF_RANGE, 1e-3)
+    found = samples(metrics)
+    labels = {dict(lbl)["n"] for name, lbl in found if name == "fib_requests_total"}
+    assert labels == {*map(str, range(11)), ""}
+
+
+def test_histogram_buckets(busy_metrics: Metrics) -> None:
+    found = samples(busy_metrics)
+    bounds = sorted(
+        float(dict(labels)["le"])
+        for name, labels in found
+        if name == "fib_request_duration_seconds_bucket" and dict(labels)["n"] == "1"
+    )
+    assert bounds[0] == 50e-6
+    assert bounds[-2] == 120.0
+    assert math.isinf(bounds[-1])
+    assert bounds[:-1] == sorted(DURATION_BUCKETS)
+    assert len(bounds) == len(set(bounds))
+
+    def bucket(n: str, le: str) -> float | None:
+        return value(found, "fib_request_duration_seconds_bucket", variant="threads", n=n, le=le)
+
+    assert bucket("1", "5e-05") == 2  # 30 µs and exactly 50 µs
+    assert bucket("1", "0.0001") == 3
+    assert bucket("30", "0.25") == 0
+    assert bucket("30", "0.5") == 1
+    assert bucket("5", "120.0") == 0  # 200 s: only in +Inf
+    assert bucket("5", "+Inf") == 1
+    count = value(found, "fib_request_duration_seconds_count", variant="threads", n="1")
+    total = value(found, "fib_request_duration_seconds_sum", variant="threads", n="1")
+    assert count == 3
+    assert total == pytest.approx(150e-6)
+    # busy answered no line: the n="" histogram holds the two bad lines only.
+    assert value(found, "fib_request_duration_seconds_count", variant="threads", n="") == 2
+
+
+def test_fib_info() -> None:
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)  # 3.13+
+    gil = "enabled" if is_gil_enabled is None or is_gil_enabled() else "disabled"
+    found = samples(Metrics("asyncio", max_n=45, cpu_source="process"))
+    [(labels, info)] = [(dict(lbl), v) for (name, lbl), v in found.items() if name == "fib_info"]
+    assert info == 1
+    assert labels == {
+        "variant": "asyncio",
+        "python": platform.python_version(),
+        "implementation": sys.implementation.name,
+        "gil": gil,
+    }
+
+
+def test_null_metrics_accepts_every_call() -> None:
+    null = NullMetrics()
+    null.connection_opened()
+    null.request_started()
+    null.request_finished(1, None, 1e-6)
+    null.count_error(ErrorCode.BUSY)
+    null.connection_closed()
+    assert not hasattr(null, "registry")
+
+
+def cpu_counter(collector: CpuCollector) -> float:
+    [family] = collector.collect()
+    [s] = family.samples
+    assert s.name == "fib_cpu_seconds_total"
+    assert s.labels == {"variant": "coro-procpool"}
+    return float(s.value)
+
+
+BURN = "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end: pass\n"
+# A process that waits on a grandchild that burns: the tree, not just children.
+BURN_IN_GRANDCHILD = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {BURN!r}])\n"
+
+
+@pytest.mark.parametrize("program", [BURN, BURN_IN_GRANDCHILD], ids=["child", "grandchild"])
+def test_cpu_counts_descendants_while_they_run(program: str) -> None:
+    collector = CpuCollector("coro-procpool", "process")
+    before = cpu_counter(collector)
+    own_before = resource.getrusage(resource.RUSAGE_SELF)
+    child = subprocess.Popen([sys.executable, "-c", program], start_new_session=True)
+    try:
+        readings = [before]
+        deadline = time.monotonic() + 20
+        while readings[-1] - before < 0.6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            readings.append(cpu_counter(collector))
+        assert child.poll() is None, "still running: counted live from /proc, not reaped"
+        own_after = resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)  # the grandchild too
+        child.wait()
+    assert readings == sorted(readings), "a counter never goes down"
+    own = (own_after.ru_utime + own_after.ru_stime) - (own_before.ru_utime + own_before.ru_stime)
+    # The growth is the child's CPU, not this process's own.
+    assert readings[-1] - before - own >= 0.5
+    # Reaped, the child is counted through RUSAGE_CHILDREN: still no decrease.
+    assert cpu_counter(collector) >= readings[-1]
+
+
+def test_tree_cpu_seconds_counts_this_process() -> None:
+    start = tree_cpu_seconds()
+    end = time.process_time() + 0.2
+    while time.process_time() < end:
+        pass
+    assert tree_cpu_seconds() - start >= 0.15
+
+
+def test_cgroup_v2_cpu_stat(tmp_path: Path) -> None:
+    stat = tmp_path / "cpu.stat"
+    stat.write_text("usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n")
+    assert cgroup_cpu_seconds(stat) == 2.5
+
+
+def test_cgroup_v1_cpuacct_usage(tmp_path: Path) -> None:
+    usage = tmp_path / "cpuacct.usage"
+    usage.write_text("1500000000\n")
+    assert cgroup_cpu_seconds(usage) == 1.5
+
+
+def test_auto_source_outside_a_container_is_the_process_tree() -> None:
+    # Here (no private cgroup of our own) auto must not report the machine's
+    # root cgroup, which counts every process on the host.
+    cgroups = Path("/proc/self/cgroup").read_text().splitlines()
+    own = [line.split(":", 2) for line in cgroups]
+    if any(path != "/" and ("cpuacct" in ctl.split(",") or ctl == "") for _i, ctl, path in own):
+        pytest.skip("this process has a cgroup of its own; auto uses it")
+    collector = CpuCollector("coro-procpool", "auto")
+    assert collector.cgroup_file is None
+    assert cpu_counter(collector) <= tree_cpu_seconds() + 0.05
+
+
+def test_cpu_source_cgroup_reads_the_accounting_file_or_refuses() -> None:
+    # FIB_CPU_SOURCE=cgroup (what the image sets) takes the cgroup's file even
+    # when /proc/self/cgroup shows "/", and refuses to start without one.
+    visible = any(
+        Path(name).exists()
+        for name in (
+            "/sys/fs/cgroup/cpu.stat",
+            "/sys/fs/cgroup/cpuacct/cpuacct.usage",
+            "/sys/fs/cgroup/cpu,cpuacct/cpuacct.usage",
+        )
+    )
+    if not visible:
+        with pytest.raises(RuntimeError, match="cgroup"):
+            CpuCollector("coro-procpool", "cgroup")
+        return
+    collector = CpuCollector("coro-procpool", "cgroup")
+    assert collector.cgroup_file is not None
+    first = cpu_counter(collector)
+    assert first > 0
+    assert cpu_counter(collector) >= first
