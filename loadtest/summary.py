@@ -1,0 +1,330 @@
+# loadtest/summary.py
+#
+# The shape of a comparison run's summary.json (DESIGN §6) as TypedDicts, a
+# loader that checks it and says clearly what is wrong, and the grouping of
+# runs by (variant, scenario, clients) with median and spread over repeats,
+# which the verdicts and the report both read.
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NotRequired, TypedDict, TypeGuard, cast
+
+from services import VARIANTS
+
+Scenario = Literal["short", "long", "convoy"]
+Bottleneck = Literal["server", "loadgen"]
+SCENARIOS: tuple[Scenario, ...] = ("short", "long", "convoy")
+PERCENTILES = ("p50", "p90", "p99", "p999", "max")
+
+
+class LatencyMs(TypedDict):
+    # Client side, milliseconds with microsecond resolution; None when a run
+    # completed no request.
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    p999: float | None
+    max: float | None
+
+
+class TimelinePoint(TypedDict):
+    t: float  # seconds since the run's start
+    short_rps: float
+    long_in_progress: int
+
+
+class Environment(TypedDict):
+    cores: int
+    python: str
+    date: str
+    python_build: NotRequired[str]
+    implementation: NotRequired[str]
+    gil: NotRequired[str]  # "enabled" or "disabled"
+    switch_interval: NotRequired[float]
+    image: NotRequired[str | None]
+    short_n: NotRequired[int]
+    long_n: NotRequired[int]
+    long_seconds_single: NotRequired[float]  # fib(long_n) alone, seconds
+    duration_s: NotRequired[float]
+    repeat: NotRequired[int]
+    target: NotRequired[str]  # "local" or "compose"
+
+
+class Run(TypedDict):
+    variant: str
+    scenario: Scenario
+    repeat: int
+    duration_s: float
+    requests: int
+    errors: int
+    rps: float
+    latency_ms: LatencyMs
+    server_cpu_seconds: float | None
+    cpu_seconds_per_request: float | None
+    loadgen_cpu_percent: float | None
+    bottleneck: Bottleneck
+    server_latency_ms: NotRequired[dict[str, float | None] | None]
+    server_cpu_cores: NotRequired[float | None]
+    asked_rps: NotRequired[float | None]
+    # long runs: one run object per clients stage
+    clients: NotRequired[int]
+    seconds_per_request: NotRequired[float | None]
+    # convoy runs
+    short_rps_before: NotRequired[float]
+    short_rps_during: NotRequired[float]
+    long_seconds: NotRequired[float | None]
+    long_window: NotRequired[list[float] | None]  # [start, end] s since the run's start
+    timeline: NotRequired[list[TimelinePoint]]
+
+
+class Summary(TypedDict):
+    environment: Environment
+    runs: list[Run]
+
+
+class SummaryError(ValueError):
+    """summary.json does not have the shape of DESIGN §6."""
+
+
+# --- loading and checking ---------------------------------------------------
+
+
+def load_summary(path: Path) -> Summary:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SummaryError(f"cannot read {path}: {error.strerror}") from error
+    except json.JSONDecodeError as error:
+        raise SummaryError(f"{path} is not JSON: {error}") from error
+    return check_summary(data)
+
+
+def check_summary(data: object) -> Summary:
+    """Return `data` typed as a Summary, or raise SummaryError naming the bad field."""
+    if not isinstance(data, dict):
+        raise SummaryError("summary: expected an object with 'environment' and 'runs'")
+    environment = _object(data, "environment", "summary")
+    _number(environment, "cores", "environment")
+    for field in ("python", "date"):
+        if not isinstance(environment.get(field), str):
+            raise SummaryError(f"environment.{field}: expected a string")
+    runs = data.get("runs")
+    if not isinstance(runs, list):
+        raise SummaryError("summary.runs: expected a list of run objects")
+    for index, run in enumerate(runs):
+        _check_run(run, f"runs[{index}]")
+    return cast(Summary, data)
+
+
+def _check_run(run: object, where: str) -> None:
+    if not isinstance(run, dict):
+        raise SummaryError(f"{where}: expected an object")
+    if not isinstance(run.get("variant"), str):
+        raise SummaryError(f"{where}.variant: expected a string")
+    if run.get("scenario") not in SCENARIOS:
+        raise SummaryError(f"{where}.scenario: expected one of {', '.join(SCENARIOS)}")
+    if run.get("bottleneck") not in ("server", "loadgen"):
+        raise SummaryError(f"{where}.bottleneck: expected 'server' or 'loadgen'")
+    for field in ("repeat", "duration_s", "requests", "errors", "rps"):
+        _number(run, field, where)
+    for field in ("server_cpu_seconds", "cpu_seconds_per_request", "loadgen_cpu_percent"):
+        _number(run, field, where, nullable=True)
+    latency = _object(run, "latency_ms", where)
+    for field in PERCENTILES:
+        _number(latency, field, f"{where}.latency_ms", nullable=True)
+    if run["scenario"] == "long":
+        _number(run, "clients", where)
+        _number(run, "seconds_per_request", where, nullable=True)
+    if run["scenario"] == "convoy":
+        _number(run, "short_rps_before", where)
+        _number(run, "short_rps_during", where)
+        _number(run, "long_seconds", where, nullable=True)
+    window = run.get("long_window")
+    if window is not None and not (
+        isinstance(window, list | tuple) and len(window) == 2 and all(_is_number(t) for t in window)
+    ):
+        raise SummaryError(f"{where}.long_window: expected [start, end] in seconds")
+    timeline = run.get("timeline")
+    if timeline is not None:
+        if not isinstance(timeline, list):
+            raise SummaryError(f"{where}.timeline: expected a list")
+        for step, point in enumerate(timeline):
+            if not isinstance(point, dict):
+                raise SummaryError(f"{where}.timeline[{step}]: expected an object")
+            for field in ("t", "short_rps"):
+                _number(point, field, f"{where}.timeline[{step}]")
+
+
+def _object(parent: Mapping[str, object], field: str, where: str) -> dict[str, object]:
+    value = parent.get(field)
+    if not isinstance(value, dict):
+        raise SummaryError(f"{where}.{field}: expected an object")
+    return value
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    # bool is an int to Python, never a figure here
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(
+    parent: Mapping[str, object], field: str, where: str, *, nullable: bool = False
+) -> None:
+    if field not in parent:
+        raise SummaryError(f"{where}.{field}: missing")
+    value = parent[field]
+    if value is None and nullable:
+        return
+    if not _is_number(value):
+        expected = "a finite number or null" if nullable else "a finite number"
+        raise SummaryError(f"{where}.{field}: expected {expected}, got {value!r}")
+
+
+# --- median and spread over repeats -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Spread:
+    median: float
+    low: float
+    high: float
+    count: int  # repeats that had a figure
+
+
+def spread(values: Iterable[float | None]) -> Spread | None:
+    present = [float(value) for value in values if value is not None]
+    if not present:
+        return None
+    return Spread(statistics.median(present), min(present), max(present), len(present))
+
+
+def run_number(run: Run, field: str) -> float | None:
+    """A numeric top-level field of a run by name; None when absent or null."""
+    value = cast(Mapping[str, object], run).get(field)
+    return float(value) if _is_number(value) else None
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """The repeats of one (variant, scenario, clients) measurement."""
+
+    variant: str
+    scenario: Scenario
+    clients: int | None  # the long scenario's stage; None otherwise
+    runs: tuple[Run, ...]
+
+    @property
+    def label(self) -> str:
+        if self.clients is None:
+            return self.scenario
+        return f"long ×{self.clients}"
+
+    @property
+    def loadgen_runs(self) -> int:
+        return sum(run["bottleneck"] == "loadgen" for run in self.runs)
+
+    @property
+    def loadgen_bound(self) -> bool:
+        return self.loadgen_runs > 0
+
+    def stat(self, field: str) -> Spread | None:
+        return spread(run_number(run, field) for run in self.runs)
+
+    def median(self, field: str) -> float:
+        """The median of a field every repeat must have (the loader checked it)."""
+        figure = self.stat(field)
+        if figure is None:
+            raise SummaryError(f"{self.variant} {self.label}: no {field} in any repeat")
+        return figure.median
+
+    def latency(self, percentile: str) -> Spread | None:
+        return spread(
+            cast(Mapping[str, float | None], run["latency_ms"]).get(percentile) for run in self.runs
+        )
+
+
+def variant_order(variant: str) -> tuple[int, str]:
+    # the talk's order (DESIGN §3); anything else after it, by name
+    if variant in VARIANTS:
+        return (VARIANTS.index(variant), variant)
+    return (len(VARIANTS), variant)
+
+
+def variants_of(summary: Summary) -> list[str]:
+    return sorted({run["variant"] for run in summary["runs"]}, key=variant_order)
+
+
+def group_runs(summary: Summary) -> list[RunGroup]:
+    """Runs grouped over repeats, in the talk's variant order, then short, long ×k, convoy."""
+    grouped: dict[tuple[str, Scenario, int | None], list[Run]] = {}
+    for run in summary["runs"]:
+        clients = run.get("clients") if run["scenario"] == "long" else None
+        grouped.setdefault((run["variant"], run["scenario"], clients), []).append(run)
+
+    def order(key: tuple[str, Scenario, int | None]) -> tuple[tuple[int, str], int, int]:
+        variant, scenario, clients = key
+        return (variant_order(variant), SCENARIOS.index(scenario), clients or 0)
+
+    return [
+        RunGroup(variant, scenario, clients, tuple(sorted(runs, key=lambda run: run["repeat"])))
+        for (variant, scenario, clients), runs in sorted(
+            grouped.items(), key=lambda kv: order(kv[0])
+        )
+    ]
+
+
+def find_group(
+    groups: Iterable[RunGroup], variant: str, scenario: Scenario, clients: int | None = None
+) -> RunGroup | None:
+    for group in groups:
+        if (group.variant, group.scenario, group.clients) == (variant, scenario, clients):
+            return group
+    return None
+
+
+# --- figures as text --------------------------------------------------------
+
+
+def fmt_rps(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def fmt_ms(value: float | None) -> str:
+    # microsecond resolution where it matters: 0.045 ms, not 0 ms
+    if value is None:
+        return "–"
+    if value < 100:
+        return f"{value:.3f}"
+    return f"{value:,.1f}" if value < 10_000 else f"{value:,.0f}"
+
+
+def fmt_seconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f} s"
+
+
+def fmt_factor(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if math.isinf(value):
+        return "∞"
+    return f"{value:,.0f}×" if value >= 10 else f"{value:.2f}×"
+
+
+def fmt_percent(fraction: float) -> str:
+    # a stall leaves a tiny share: 0.0059 %, not 0.0 %
+    percent = fraction * 100
+    if percent == 0 or percent >= 1:
+        return f"{percent:.1f}%"
+    return f"{percent:.2g}%"

@@ -1,0 +1,342 @@
+# loadtest/verdicts.py
+#
+# The talk's behaviours as rules that hold on any hardware (DESIGN §6), each a
+# function of a comparison run's medians over repeats, each giving a Verdict:
+# reproduced, not reproduced, or None when the data cannot say (a scenario
+# stage is missing, or the load generator, not the server, limited a figure
+# the rule reads: such a figure is never presented as the server's).
+# A rule is judged only for the variants present in the run.
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from loadtest.summary import (
+    RunGroup,
+    Summary,
+    find_group,
+    fmt_factor,
+    fmt_percent,
+    fmt_rps,
+    fmt_seconds,
+    group_runs,
+    variant_order,
+    variants_of,
+)
+
+RuleKey = Literal[
+    "long-serialised",
+    "convoy-collapse",
+    "convoy-stall",
+    "threadpool-collapse",
+    "separate-process-immune",
+    "pool-baseline-below-threads",
+]
+
+# Which variants each rule speaks of (DESIGN §3 names).
+SERIALISED_LONG_VARIANTS = ("threads", "coro")  # fib under one GIL / one loop
+INLINE_LOOP_VARIANTS = ("coro", "asyncio")  # fib runs on the only loop thread
+PROCESS_POOL_VARIANTS = (
+    "threads-procpool",
+    "coro-procpool",
+    "coro-asyncsocket",
+    "asyncio-procpool",
+)
+
+# Tolerances. Ratios of seconds per long request to one client's: k clients
+# sharing one core take ~k times as long; the bounds leave room for a noisy
+# 2-core machine shared with other work.
+LONG_RATIO_BOUNDS: dict[int, tuple[float, float]] = {2: (1.6, 2.5), 3: (2.4, 3.7)}
+COLLAPSE_FACTOR = 10.0  # the convoy: before/during >= 10 (talk: 25,000 -> 90, ~280x)
+STALL_FRACTION = 0.02  # "(almost) 0": during <= 2 % of before (talk: 15,000 -> 0)
+IMMUNE_FRACTION = 0.5  # a hog elsewhere: during >= half of before (talk: "not affected")
+# "below threads" beyond repeat-to-repeat noise (talk: "drops significantly";
+# measured here: about a third)
+BASELINE_BELOW_FRACTION = 0.9
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: RuleKey
+    behaviour: str  # what the talk shows, in words
+    test: str  # the rule with its tolerance
+
+
+RULES: dict[RuleKey, Rule] = {
+    rule.key: rule
+    for rule in (
+        Rule(
+            "long-serialised",
+            "2 and 3 long clients take ~2× and ~3× one client's time per request",
+            "s/request ratio to 1 client within [{}, {}] for 2 clients and [{}, {}] for 3".format(
+                *LONG_RATIO_BOUNDS[2], *LONG_RATIO_BOUNDS[3]
+            ),
+        ),
+        Rule(
+            "convoy-collapse",
+            "one long request collapses short req/s (the GIL convoy)",
+            f"short req/s before / during the long request ≥ {COLLAPSE_FACTOR:.0f}×",
+        ),
+        Rule(
+            "convoy-stall",
+            "a long request run inline stops every other client: short req/s → (almost) 0",
+            f"short req/s during ≤ {STALL_FRACTION:.0%} of before",
+        ),
+        Rule(
+            "threadpool-collapse",
+            "a thread pool brings the convoy back: collapses like threads",
+            f"short req/s before / during the long request ≥ {COLLAPSE_FACTOR:.0f}×",
+        ),
+        Rule(
+            "separate-process-immune",
+            "a CPU hog in a separate process does not collapse short requests",
+            f"short req/s during ≥ {IMMUNE_FRACTION:.0%} of before",
+        ),
+        Rule(
+            "pool-baseline-below-threads",
+            "a process pool costs baseline: short req/s below threads'",
+            f"short req/s ≤ {BASELINE_BELOW_FRACTION:.0%} of threads'",
+        ),
+    )
+}
+
+# The talk's figures (loadtest/talk.py keys) each verdict is set beside.
+TALK_FIGURES: dict[tuple[RuleKey, str], tuple[str, ...]] = {
+    ("long-serialised", "threads"): ("threads-long-1", "threads-long-2", "threads-long-3"),
+    ("long-serialised", "coro"): ("coro-long-2",),
+    ("convoy-collapse", "threads"): ("threads-short", "threads-convoy"),
+    ("convoy-stall", "coro"): ("coro-short", "coro-convoy"),
+    ("convoy-stall", "asyncio"): ("coro-convoy",),
+    ("threadpool-collapse", "coro-threadpool"): ("coro-threadpool-convoy",),
+    ("separate-process-immune", "threads-procpool"): (
+        "threads-separate-process-hog",
+        "threads-procpool-convoy",
+    ),
+    ("separate-process-immune", "coro-procpool"): ("coro-procpool-convoy",),
+    # the talk's last server (AsyncSocket + process pool) is coro-procpool made readable
+    ("separate-process-immune", "coro-asyncsocket"): ("coro-procpool-convoy",),
+    ("pool-baseline-below-threads", "threads-procpool"): ("threads-procpool-short",),
+    ("pool-baseline-below-threads", "coro-procpool"): ("coro-procpool-short",),
+    ("pool-baseline-below-threads", "coro-asyncsocket"): ("coro-procpool-short",),
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    rule: RuleKey
+    variant: str
+    reproduced: bool | None  # None: not enough data, or loadgen-bound
+    figures: str  # the lab's figures the verdict rests on
+    loadgen_bound: bool = False  # a figure read was limited by the load generator
+
+    @property
+    def status(self) -> str:
+        if self.loadgen_bound:
+            return "loadgen-bound"
+        if self.reproduced is None:
+            return "not enough data"
+        return "reproduced" if self.reproduced else "not reproduced"
+
+    @property
+    def mark(self) -> str:
+        return {
+            "reproduced": "✅",
+            "not reproduced": "❌",
+            "loadgen-bound": "⚠",
+            "not enough data": "❔",
+        }[self.status]
+
+    @property
+    def talk_figures(self) -> tuple[str, ...]:
+        return TALK_FIGURES.get((self.rule, self.variant), ())
+
+    def line(self) -> str:
+        """One line for a terminal: mark, status, variant, behaviour, figures."""
+        behaviour = RULES[self.rule].behaviour
+        return f"{self.mark} {self.status}: {self.variant}: {behaviour}: {self.figures}"
+
+
+def _judged(
+    rule: RuleKey, variant: str, holds: bool, figures: str, groups: Iterable[RunGroup]
+) -> Verdict:
+    # A figure the load generator limited says nothing about the server.
+    bound = [group for group in groups if group.loadgen_bound]
+    if bound:
+        where = "; ".join(
+            f"{group.variant} {group.label}: {group.loadgen_runs} of {len(group.runs)} repeats"
+            for group in bound
+        )
+        note = f"{figures} (limited by the load generator in {where}: not the server's figure)"
+        return Verdict(rule, variant, None, note, loadgen_bound=True)
+    return Verdict(rule, variant, holds, figures)
+
+
+def _no_data(rule: RuleKey, variant: str, why: str) -> Verdict:
+    return Verdict(rule, variant, None, why)
+
+
+def _repeats(group: RunGroup) -> str:
+    count = len(group.runs)
+    return f"median of {count} repeats" if count > 1 else "1 run"
+
+
+# --- the rules ----------------------------------------------------------------
+
+
+def long_serialised(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    stages = {k: find_group(groups, variant, "long", k) for k in (1, 2, 3)}
+    if not any(stages.values()):
+        return None  # the long scenario was not run for this variant
+    one = stages[1]
+    base = one.stat("seconds_per_request") if one else None
+    if one is None or base is None or base.median <= 0:
+        return _no_data("long-serialised", variant, "no 1-client long figure to compare with")
+    parts = [f"1 client {fmt_seconds(base.median)}"]
+    holds = True
+    measured: list[RunGroup] = [one]
+    for clients, (low, high) in LONG_RATIO_BOUNDS.items():
+        stage = stages[clients]
+        seconds = stage.stat("seconds_per_request") if stage else None
+        if stage is None or seconds is None:
+            parts.append(f"{clients} clients not measured")
+            continue
+        measured.append(stage)
+        ratio = seconds.median / base.median
+        holds = holds and low <= ratio <= high
+        parts.append(f"{clients} clients {fmt_seconds(seconds.median)} ({ratio:.2f}×)")
+    if len(measured) == 1:
+        return _no_data("long-serialised", variant, "only the 1-client stage was measured")
+    return _judged("long-serialised", variant, holds, ", ".join(parts), measured)
+
+
+def _convoy_figures(
+    groups: Sequence[RunGroup], variant: str
+) -> tuple[RunGroup, float, float] | None:
+    group = find_group(groups, variant, "convoy")
+    if group is None:
+        return None
+    return group, group.median("short_rps_before"), group.median("short_rps_during")
+
+
+def _convoy_text(group: RunGroup, before: float, during: float) -> str:
+    if during < before:
+        change = f"{fmt_factor(math.inf if during == 0 else before / during)} less"
+    else:
+        change = "no drop"
+    long_seconds = group.stat("long_seconds")
+    long_text = f", long request {fmt_seconds(long_seconds.median)}" if long_seconds else ""
+    return (
+        f"short req/s {fmt_rps(before)} before → {fmt_rps(during)} during: "
+        f"{fmt_percent(during / before)} of before ({change}){long_text}; {_repeats(group)}"
+    )
+
+
+def _convoy_rule(
+    rule: RuleKey, groups: Sequence[RunGroup], variant: str, holds: Callable[[float, float], bool]
+) -> Verdict | None:
+    figures = _convoy_figures(groups, variant)
+    if figures is None:
+        return None
+    group, before, during = figures
+    if before <= 0:
+        return _no_data(rule, variant, "no short requests were answered before the long one")
+    return _judged(
+        rule, variant, holds(before, during), _convoy_text(group, before, during), [group]
+    )
+
+
+def convoy_collapse(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    return _convoy_rule(
+        "convoy-collapse",
+        groups,
+        variant,
+        lambda before, during: during * COLLAPSE_FACTOR <= before,
+    )
+
+
+def threadpool_collapse(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    return _convoy_rule(
+        "threadpool-collapse",
+        groups,
+        variant,
+        lambda before, during: during * COLLAPSE_FACTOR <= before,
+    )
+
+
+def convoy_stall(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    return _convoy_rule(
+        "convoy-stall", groups, variant, lambda before, during: during <= STALL_FRACTION * before
+    )
+
+
+def separate_process_immune(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    return _convoy_rule(
+        "separate-process-immune",
+        groups,
+        variant,
+        lambda before, during: during >= IMMUNE_FRACTION * before,
+    )
+
+
+def _baseline(groups: Sequence[RunGroup], variant: str) -> tuple[RunGroup, float, str] | None:
+    # The short scenario's req/s; else the convoy's short req/s before the long request.
+    short = find_group(groups, variant, "short")
+    if short is not None:
+        return short, short.median("rps"), "short"
+    convoy = find_group(groups, variant, "convoy")
+    if convoy is not None:
+        return convoy, convoy.median("short_rps_before"), "convoy, before the long request"
+    return None
+
+
+def pool_baseline_below_threads(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    rule: RuleKey = "pool-baseline-below-threads"
+    pool = _baseline(groups, variant)
+    if pool is None:
+        return None
+    threads = _baseline(groups, "threads")
+    if threads is None:
+        return _no_data(
+            rule, variant, "threads was not measured in this run: nothing to compare with"
+        )
+    pool_group, pool_rps, source = pool
+    threads_group, threads_rps, threads_source = threads
+    if threads_rps <= 0:
+        return _no_data(rule, variant, "threads answered no short requests")
+    fraction = pool_rps / threads_rps
+    figures = (
+        f"{fmt_rps(pool_rps)} req/s ({source}) vs threads {fmt_rps(threads_rps)} req/s "
+        f"({threads_source}): {fraction:.0%} of threads'"
+    )
+    return _judged(
+        rule, variant, fraction <= BASELINE_BELOW_FRACTION, figures, [pool_group, threads_group]
+    )
+
+
+RuleCheck = Callable[[Sequence[RunGroup], str], Verdict | None]
+
+# Each rule with the variants it speaks of, in the talk's order.
+CHECKS: tuple[tuple[RuleCheck, tuple[str, ...]], ...] = (
+    (long_serialised, SERIALISED_LONG_VARIANTS),
+    (convoy_collapse, ("threads",)),
+    (separate_process_immune, PROCESS_POOL_VARIANTS),
+    (pool_baseline_below_threads, PROCESS_POOL_VARIANTS),
+    (convoy_stall, INLINE_LOOP_VARIANTS),
+    (threadpool_collapse, ("coro-threadpool",)),
+)
+
+
+def verdicts(summary: Summary) -> list[Verdict]:
+    """Every rule's verdict for every variant present that it speaks of."""
+    groups = group_runs(summary)
+    present = set(variants_of(summary))
+    found: list[Verdict] = []
+    for check, variants in CHECKS:
+        for variant in sorted(present.intersection(variants), key=variant_order):
+            verdict = check(groups, variant)
+            if verdict is not None:
+                found.append(verdict)
+    return found
