@@ -5,10 +5,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 VARIANT ?= threads
 
-.PHONY: help venv lint test test-fast bench-server serve dashboards clean
+.PHONY: help venv browser lint test test-fast bench-server bench-loadgen serve dashboards \
+	up down logs compare compare-quick compare-docker report clean
 
 help:
 	@echo "make test          lint (ruff, mypy) and every test; creates $(VENV) on first use"
+	@echo "make up / down / logs    the lab in Docker (docker compose up -d / down / logs -f)"
+	@echo "make compare       every variant, every scenario: a report in results/<time>/ (~10 min)"
+	@echo "make compare-quick threads vs threads-procpool, short runs (a smoke test, ~1 min)"
+	@echo "make compare-docker  the same comparison inside the compose network"
+	@echo "make report DIR=results/<time>   redraw a report from its summary.json"
+	@echo "make bench-loadgen req/s of the raw perf2 loop vs one Locust user"
 	@echo "make test-fast     the tests not marked slow"
 	@echo "make lint          ruff and mypy only"
 	@echo "make bench-server  req/s and s/request of every variant; metrics overhead"
@@ -24,12 +31,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The browser test drives Debian's Chromium; install it when we may (root).
+CHROMIUM := $(shell command -v chromium 2>/dev/null)
+browser:
+ifeq ($(CHROMIUM),)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "WARNING: no chromium and not root: the browser test will skip (or fail in CI)"; \
+	fi
+endif
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(BIN)/pytest
 
 test-fast: $(STAMP)
@@ -38,11 +57,39 @@ test-fast: $(STAMP)
 bench-server: $(STAMP)
 	$(BIN)/python -m tests.bench_server
 
+bench-loadgen: $(STAMP)
+	$(BIN)/python -m tests.bench_loadgen
+
 serve: $(STAMP)
 	$(BIN)/python -m services $(VARIANT)
 
 dashboards: $(STAMP)
 	$(BIN)/python grafana/dashboards.py
+
+up:
+	docker compose up -d --build
+	@echo "Locust http://127.0.0.1:8089  Grafana http://127.0.0.1:3000  Prometheus http://127.0.0.1:9090"
+
+down:
+	docker compose down
+
+logs:
+	docker compose logs -f --tail=100
+
+compare: $(STAMP)
+	$(BIN)/python -m loadtest.compare
+
+compare-quick: $(STAMP)
+	$(BIN)/python -m loadtest.compare --variants threads,threads-procpool \
+		--duration 4 --repeat 1 --warmup 1
+
+compare-docker:
+	mkdir -p results
+	docker compose --profile compare run --rm --user "$$(id -u):$$(id -g)" compare
+
+report: $(STAMP)
+	@test -n "$(DIR)" || (echo "usage: make report DIR=results/<time>"; exit 2)
+	$(BIN)/python -m loadtest.report $(DIR)/summary.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -37,6 +37,9 @@ TAG = "fiblab"
 # scrape interval): 4 s with the datasource's 1 s timeInterval, short enough
 # to show a convoy second by second, long enough for two samples.
 WINDOW = "$__rate_interval"
+# Locust's workers report to the master every 3 s, so the exporter's counters
+# move in 3 s steps: a rate over them needs a window holding two reports.
+LOCUST_WINDOW = "10s"
 REFRESH = "2s"  # needs GF_DASHBOARDS_MIN_REFRESH_INTERVAL <= 2s, else Grafana makes it 5s
 CPU_LIMIT = 2.0  # docker-compose.yml: cpus: ${FIB_CPUS:-2} for every variant
 
@@ -103,7 +106,8 @@ def query(expr: str, legend: str, ref_id: str, *, instant: bool = False) -> prom
 
 
 def rate(metric: str, matchers: str) -> str:
-    return f"rate({metric}{{{matchers}}}[{WINDOW}])"
+    window = LOCUST_WINDOW if metric.startswith("locust_") else WINDOW
+    return f"rate({metric}{{{matchers}}}[{window}])"
 
 
 class Layout:

@@ -28,15 +28,13 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from services import VARIANTS
 from services.core.fib import fib
-from tests.conftest import Server, group_members, start_server
+from tests.conftest import Server, group_cpu_seconds, start_server
 
 WARM_UP = 0.5
 OVERHEAD_GOAL = 0.97
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -55,18 +53,6 @@ class Slot:
     def cpu_us(self) -> float:
         """Server CPU microseconds per request."""
         return self.server_cpu / self.requests * 1e6
-
-
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU of the live processes of a group (a server and its workers)."""
-    total = 0
-    for pid in group_members(pgid):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
 
 
 def read_reply(sock: socket.socket) -> bytes:

@@ -9,11 +9,21 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
+import requests
+
+from services import VARIANTS
 
 from .stack import PROJECT, Prometheus, Stack, require_docker, write_override
+
+# Locust's workers report to the master every 3 s: 7 s of load gives each
+# variant's client-side series several reports, so rates over them exist.
+SECONDS_PER_VARIANT = 7.0
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +54,52 @@ def assert_nothing_left_behind() -> None:
 @pytest.fixture(scope="session")
 def prometheus(stack: Stack) -> Prometheus:
     return Prometheus(f"http://127.0.0.1:{stack.host_port('prometheus', 9090)}")
+
+
+@dataclass(frozen=True)
+class LocustLoad:
+    """Real Locust load, started as a user starts it (the web UI's /swarm)."""
+
+    start: float
+    end: float
+    requests: dict[str, int]  # Locust's own count per variant
+
+
+@pytest.fixture(scope="session")
+def locust_load(stack: Stack, prometheus: Prometheus) -> LocustLoad:
+    """Every variant in turn: a short and a long user for a few seconds, then stop."""
+    url = f"http://127.0.0.1:{stack.host_port('locust-master', 8089)}"
+    deadline = time.monotonic() + 60
+    while stats(url).get("worker_count", 0) < 1:
+        assert time.monotonic() < deadline, "no Locust worker connected to the master"
+        time.sleep(1)
+    start = time.time()
+    counts = {}
+    for variant in VARIANTS:
+        form = {
+            "user_count": 2, "spawn_rate": 2, "fib_target": variant, "fib_long_n": 25,
+            "user_classes": ["ShortUser", "LongUser"],
+        }  # fmt: skip
+        response = requests.post(f"{url}/swarm", data=form, timeout=10)
+        response.raise_for_status()
+        assert response.json().get("success"), response.text
+        time.sleep(SECONDS_PER_VARIANT)
+        requests.post(f"{url}/stop", timeout=10).raise_for_status()
+        deadline = time.monotonic() + 20
+        while (report := stats(url))["state"] not in ("stopped", "ready"):
+            assert time.monotonic() < deadline, f"Locust did not stop: {report['state']}"
+            time.sleep(0.5)
+        counts[variant] = next(
+            row["num_requests"] for row in report["stats"] if row["name"] == "Aggregated"
+        )
+    # Until Prometheus has the exporter's counts of every variant.
+    prometheus.wait_for("sum by (variant) (locust_requests_total)", set(VARIANTS))
+    time.sleep(2)
+    return LocustLoad(start, time.time(), counts)
+
+
+def stats(url: str) -> dict[str, Any]:
+    response = requests.get(f"{url}/stats/requests", timeout=10)
+    response.raise_for_status()
+    report: dict[str, Any] = response.json()
+    return report

@@ -130,6 +130,8 @@ services:
 {variants}
   prometheus:
     ports: !override ["127.0.0.1::9090"]
+  locust-master:
+    ports: !override ["127.0.0.1::8089"]
 """
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from services import VARIANTS
 
+from .conftest import LocustLoad
 from .stack import PROJECT, ROOT, Prometheus, Stack, require_docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -85,6 +86,28 @@ def test_every_variant_is_scraped(stack: Stack, prometheus: Prometheus) -> None:
 def test_cpu_is_counted_per_container(stack: Stack, prometheus: Prometheus) -> None:
     cpu = prometheus.wait_for("fib_cpu_seconds_total", set(VARIANTS))
     assert all(seconds > 0 for seconds in cpu.values()), cpu
+
+
+def test_locust_load_reaches_every_variant(
+    stack: Stack, prometheus: Prometheus, locust_load: LocustLoad
+) -> None:
+    """Locust's master and worker containers loaded every variant through the web
+    UI's API; the servers, their CPU and the Locust exporter all show it."""
+    window = f"[{int(time.time() - locust_load.start) + 5}s]"
+    for variant, count in locust_load.requests.items():
+        assert count > 0, f"Locust counted no request to {variant}"
+    served = prometheus.by_variant(f"sum by (variant) (increase(fib_requests_total{window}))")
+    assert all(served.get(v, 0) > 0 for v in VARIANTS), served
+    cpu = prometheus.by_variant(f"sum by (variant) (increase(fib_cpu_seconds_total{window}))")
+    assert all(cpu.get(v, 0) > 0 for v in VARIANTS), cpu
+    client = prometheus.by_variant("sum by (variant) (locust_requests_total)")
+    assert set(VARIANTS) <= client.keys(), client
+    up = prometheus.by_variant('up{job="locust"}')
+    assert list(up.values()) == [1.0], up
+    # The exporter counts what Locust counted (it may also hold the
+    # requests of an earlier run of this session: never fewer).
+    for variant in VARIANTS:
+        assert client[variant] >= locust_load.requests[variant], (variant, client)
 
 
 def test_stop_during_a_long_request_exits_cleanly(stack: Stack) -> None:

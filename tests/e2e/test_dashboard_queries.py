@@ -25,6 +25,7 @@ import requests
 from services import VARIANTS
 
 from ..dashboards import Query, all_queries
+from .conftest import LocustLoad
 from .stack import PROJECT, Prometheus, Stack
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -97,7 +98,7 @@ def variants_with_data(result: list[dict[str, Any]]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def window(stack: Stack, prometheus: Prometheus) -> Window:
+def window(stack: Stack, prometheus: Prometheus, locust_load: LocustLoad) -> Window:
     started = time.time()
     run = subprocess.run(
         ["docker", "run", "--rm", "--network", f"{PROJECT}_default", "--entrypoint", "python",
@@ -118,6 +119,7 @@ def window(stack: Stack, prometheus: Prometheus) -> Window:
     end = time.time()
     probe = Window(started - LOOKBACK_SECONDS, end, frozenset())
     locust = variants_with_data(query_range(prometheus, "locust_requests_total", probe))
+    assert locust == set(VARIANTS), "the session's Locust load reached every variant"
     return Window(probe.start, end, frozenset(locust))
 
 
