@@ -405,9 +405,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--variants", default="all", help="comma list or all")
     parser.add_argument("--scenarios", default="short,long,convoy", help="comma list or all")
-    parser.add_argument("--duration", type=float, default=9.0, help="seconds per scenario run")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per scenario run")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each scenario")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds, not counted")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds, not counted")
     parser.add_argument("--short-n", type=int, default=1)
     parser.add_argument(
         "--long-n", default="auto", help="n of long requests, or auto: fib(n) lasts --long-seconds"
