@@ -1,0 +1,137 @@
+# tests/loadtest/conftest.py
+#
+# Locust runs as the user runs it: `locust -f loadtest/locustfile.py ...` in
+# a subprocess (its own process group, killed in teardown), against real
+# local variants started by tests.conftest.start_server. Ports are free
+# ports on 127.0.0.1; every wait is bounded.
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import ROOT, Server, kill_group, start_server
+
+LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
+LOCUST = Path(sys.executable).with_name("locust")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Process:
+    """A subprocess with its output (stdout and stderr merged) read as it comes."""
+
+    process: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float) -> str:
+        """The first output line for which predicate holds; fails after timeout."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            for line in self.lines[seen:]:
+                if predicate(line):
+                    return line
+            seen = len(self.lines)
+            if self.process.poll() is not None and seen == len(self.lines):
+                time.sleep(0.2)  # the reader may still hold the last lines
+                if seen == len(self.lines):
+                    break
+            time.sleep(0.05)
+        raise AssertionError(f"no such line within {timeout} s; output:\n{self.output}")
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"still running after {timeout} s; output:\n{self.output}"
+            ) from None
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., Process]]:
+    """Start subprocesses in their own process groups; all are killed at teardown."""
+    started: list[Process] = []
+
+    def start(*args: str | Path, env: dict[str, str] | None = None) -> Process:
+        process = subprocess.Popen(
+            [str(arg) for arg in args],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        running = Process(process)
+        running.reader = threading.Thread(target=_read, args=(running,), daemon=True)
+        running.reader.start()
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        kill_group(running.process.pid)
+        running.process.wait(10)
+        if running.reader is not None:
+            running.reader.join(10)
+        assert running.process.stdout is not None
+        running.process.stdout.close()
+
+
+def _read(running: Process) -> None:
+    assert running.process.stdout is not None
+    for line in running.process.stdout:
+        running.lines.append(line)
+
+
+def locust_command(*args: str | int | Path) -> list[str | Path]:
+    return [LOCUST, "-f", LOCUSTFILE, *(str(arg) for arg in args)]
+
+
+@pytest.fixture(scope="module")
+def threads_server() -> Iterator[Server]:
+    server = start_server("threads")
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def coro_server() -> Iterator[Server]:
+    server = start_server("coro")
+    yield server
+    server.close()
+
+
+def metric_value(text: str, sample_name: str, **labels: str) -> float:
+    """The sample `sample_name` whose labels include `labels` (0.0 when absent).
+
+    (tests.conftest.sample cannot match a label called `name`.)
+    """
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == sample_name and labels.items() <= found.labels.items():
+                return float(found.value)
+    return 0.0
