@@ -52,6 +52,8 @@ ACHIEVED_SHARE = 0.9
 # computes under one GIL had CPU to spare.
 LOADGEN_SATURATED_PERCENT = 90.0
 SERVER_SPARE_CORES = 0.8
+# ... or when it spent this many times the server's CPU on each request.
+CLIENT_SHARE_FACTOR = 1.5
 
 
 class CompareError(Exception):
@@ -246,6 +248,7 @@ def run_engine(target: Target, scenario: str, duration: float, plan: Plan) -> di
 
 
 def bottleneck(run: dict[str, Any]) -> str:
+    """`loadgen` when the load generator, not the server, set the figure."""
     asked = run.get("asked_rps")
     achieved = run.get("achieved_rps") or 0.0
     if asked and achieved < ACHIEVED_SHARE * asked:
@@ -256,6 +259,14 @@ def bottleneck(run: dict[str, Any]) -> str:
         server_cores is None or server_cores < SERVER_SPARE_CORES
     ):
         return "loadgen"
+    # A closed loop is a ping-pong: the side that spends more CPU on each
+    # round trip is the one that sets the rate.
+    requests, duration = run.get("requests") or 0, run.get("duration_s") or 0.0
+    server_per_request = run.get("cpu_seconds_per_request")
+    if requests and server_per_request:
+        client_per_request = loadgen / 100.0 * duration / requests
+        if client_per_request > CLIENT_SHARE_FACTOR * server_per_request:
+            return "loadgen"
     return "server"
 
 
@@ -288,6 +299,9 @@ def runs_of(target: Target, scenario: str, repeat: int, plan: Plan) -> list[dict
         "timeline": figures["timeline"],
     }
     base["bottleneck"] = bottleneck(base)
+    base["loadgen_cpu_seconds_per_request"] = (
+        round(figures["loadgen_cpu_percent"] / 100.0 * duration / requests, 7) if requests else None
+    )
     if scenario == "convoy":
         for key in ("short_rps_before", "short_rps_during", "long_seconds", "long_window"):
             base[key] = figures.get(key)

@@ -101,6 +101,25 @@ def test_a_starved_load_generator_is_flagged(tmp_path: Path):
         ({"loadgen_cpu_percent": 99.0, "server_cpu_cores": 0.3}, "loadgen"),
         ({"loadgen_cpu_percent": 99.0, "server_cpu_cores": 1.0}, "server"),
         ({"loadgen_cpu_percent": 40.0, "server_cpu_cores": 0.3}, "server"),
+        # 100,000 requests in 10 s at 50 % of a core: the client spent 50 µs on each.
+        (
+            {
+                "loadgen_cpu_percent": 50.0,
+                "requests": 100_000,
+                "duration_s": 10.0,
+                "cpu_seconds_per_request": 20e-6,
+            },
+            "loadgen",
+        ),
+        (
+            {
+                "loadgen_cpu_percent": 50.0,
+                "requests": 100_000,
+                "duration_s": 10.0,
+                "cpu_seconds_per_request": 48e-6,
+            },
+            "server",
+        ),
     ],
 )
 def test_bottleneck_rule(run: dict[str, float], expected: str):
