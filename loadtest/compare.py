@@ -384,10 +384,12 @@ class Progress:
 def compare(plan: Plan, targets: dict[str, Target] | None, target_kind: str) -> dict[str, Any]:
     progress = Progress(plan)
     runs: list[dict[str, Any]] = []
+    servers: dict[str, dict[str, str]] = {}
     for variant in plan.variants:
         context = given_target(targets[variant]) if targets is not None else local_variant(variant)
         with context as target:
             wait_until_answering(target)
+            servers[variant] = server_info(scrape(target))
             if plan.warmup > 0:
                 print(f"      {variant}: warm-up {plan.warmup:g} s", file=sys.stderr, flush=True)
                 run_engine(target, "short", plan.warmup, plan)
@@ -396,7 +398,15 @@ def compare(plan: Plan, targets: dict[str, Target] | None, target_kind: str) -> 
                 for repeat in range(plan.repeat):
                     progress.step(variant, scenario, repeat, plan.repeat)
                     runs += runs_of(target, scenario, repeat, plan)
-    return {"runs": runs}
+    return {"servers": servers, "runs": runs}
+
+
+def server_info(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> dict[str, str]:
+    """What the variant runs, from its fib_info labels (the runner's Python may differ)."""
+    for name, labels in samples:
+        if name == "fib_info":
+            return {key: value for key, value in labels if key != "variant"}
+    return {}
 
 
 def comma_list(text: str, allowed: Sequence[str], what: str) -> list[str]:
@@ -478,8 +488,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"(~{long_seconds:.2f} s here)",
             file=sys.stderr,
         )
-        summary = {"environment": environment(plan, target_kind, long_seconds)}
-        summary |= compare(plan, targets, target_kind)
+        measured = compare(plan, targets, target_kind)
+        summary = {
+            "environment": environment(plan, target_kind, long_seconds)
+            | {"servers": measured["servers"]},
+            "runs": measured["runs"],
+        }
     except CompareError as error:
         print(f"loadtest.compare: {error}", file=sys.stderr)
         return 2

@@ -311,7 +311,17 @@ def convoy_section(groups: Sequence[RunGroup]) -> list[str]:
 
 def environment_section(summary: Summary) -> list[str]:
     environment: Mapping[str, object] = summary["environment"]
-    rows = [[key, "–" if value is None else str(value)] for key, value in environment.items()]
+    rows = []
+    for key, value in environment.items():
+        if key == "servers" and isinstance(value, dict):
+            # What each variant itself runs (its fib_info), one row each.
+            rows += [
+                [f"server {variant}", ", ".join(f"{k} {v}" for k, v in sorted(info.items()))]
+                for variant, info in value.items()
+                if isinstance(info, dict)
+            ]
+        else:
+            rows.append([key, "–" if value is None else str(value)])
     return ["## Environment", "", *table(["", ""], rows), ""]
 
 

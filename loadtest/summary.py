@@ -53,7 +53,9 @@ class Environment(TypedDict):
     long_seconds_single: NotRequired[float]  # fib(long_n) alone, seconds
     duration_s: NotRequired[float]
     repeat: NotRequired[int]
-    target: NotRequired[str]  # "local" or "compose"
+    target: NotRequired[str]  # "local", "compose" or "given"
+    # Per variant, what it runs: its fib_info labels (python, implementation, gil).
+    servers: NotRequired[dict[str, dict[str, str]]]
 
 
 class Run(TypedDict):

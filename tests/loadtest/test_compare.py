@@ -46,6 +46,9 @@ def test_quick_compare_writes_a_valid_report_with_convoy_verdicts(tmp_path: Path
     assert environment["cores"] >= 1
     assert environment["long_n"] == 30
     assert environment.get("gil") in ("enabled", "disabled")
+    servers = environment.get("servers", {})
+    assert set(servers) == {"threads", "threads-procpool"}
+    assert servers["threads"]["gil"] in ("enabled", "disabled"), "from the server's fib_info"
     runs = summary["runs"]
     assert {(run["variant"], run["scenario"]) for run in runs} == {
         (variant, scenario)
@@ -73,6 +76,7 @@ def test_quick_compare_writes_a_valid_report_with_convoy_verdicts(tmp_path: Path
 
     markdown = (out / "summary.md").read_text()
     assert "threads-procpool" in markdown
+    assert "| server threads | gil " in markdown
     for plot in ("rps.png", "latency.png", "convoy.png", "cpu.png"):
         data = (out / plot).read_bytes()
         assert data.startswith(PNG_SIGNATURE), plot
