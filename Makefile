@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 VARIANT ?= threads
 
-.PHONY: help venv browser lint test test-fast bench-server bench-loadgen serve dashboards \
+.PHONY: help venv browser lint test test-fast bench-server bench-loadgen bench-instructions serve dashboards \
 	up down logs compare compare-quick compare-docker report clean
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make compare-docker  the same comparison inside the compose network"
 	@echo "make report DIR=results/<time>   redraw a report from its summary.json"
 	@echo "make bench-loadgen req/s of the raw perf2 loop vs one Locust user"
+	@echo "make bench-instructions  instrumentation cost in instructions (valgrind)"
 	@echo "make test-fast     the tests not marked slow"
 	@echo "make lint          ruff and mypy only"
 	@echo "make bench-server  req/s and s/request of every variant; metrics overhead"
@@ -56,6 +57,9 @@ test-fast: $(STAMP)
 
 bench-server: $(STAMP)
 	$(BIN)/python -m tests.bench_server
+
+bench-instructions: $(STAMP)
+	$(BIN)/python -m tests.bench_instructions
 
 bench-loadgen: $(STAMP)
 	$(BIN)/python -m tests.bench_loadgen
