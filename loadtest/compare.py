@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from loadtest.report import write_report
 from loadtest.targets import CONTAINER_PORT, TargetError, parse_address
 from loadtest.verdicts import verdicts
@@ -110,11 +112,6 @@ def _drain(process: subprocess.Popen[str]) -> None:
     threading.Thread(target=lambda: stream.read(), daemon=True).start()
 
 
-@contextlib.contextmanager
-def given_target(target: Target) -> Iterator[Target]:
-    yield target
-
-
 def parse_targets(specs: Sequence[str], metrics_port: int) -> dict[str, Target]:
     """`--target VARIANT=HOST:PORT` (repeatable); metrics on HOST:metrics_port."""
     targets = {}
@@ -170,13 +167,11 @@ def scrape(target: Target) -> dict[tuple[str, frozenset[tuple[str, str]]], float
             text = response.read().decode()
     except OSError:
         return {}
-    samples = {}
-    for line in text.splitlines():
-        match = re.fullmatch(r"([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)", line)
-        if match and not line.startswith("#"):
-            labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match[2] or ""))
-            samples[match[1], labels] = float(match[3])
-    return samples
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def delta(before: dict[Any, float], after: dict[Any, float], name: str) -> float | None:
@@ -386,7 +381,11 @@ def compare(plan: Plan, targets: dict[str, Target] | None, target_kind: str) -> 
     runs: list[dict[str, Any]] = []
     servers: dict[str, dict[str, str]] = {}
     for variant in plan.variants:
-        context = given_target(targets[variant]) if targets is not None else local_variant(variant)
+        context = (
+            contextlib.nullcontext(targets[variant])
+            if targets is not None
+            else local_variant(variant)
+        )
         with context as target:
             wait_until_answering(target)
             servers[variant] = server_info(scrape(target))

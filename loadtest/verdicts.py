@@ -248,22 +248,16 @@ def _convoy_rule(
     )
 
 
+def _collapsed(before: float, during: float) -> bool:
+    return during * COLLAPSE_FACTOR <= before
+
+
 def convoy_collapse(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
-    return _convoy_rule(
-        "convoy-collapse",
-        groups,
-        variant,
-        lambda before, during: during * COLLAPSE_FACTOR <= before,
-    )
+    return _convoy_rule("convoy-collapse", groups, variant, _collapsed)
 
 
 def threadpool_collapse(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
-    return _convoy_rule(
-        "threadpool-collapse",
-        groups,
-        variant,
-        lambda before, during: during * COLLAPSE_FACTOR <= before,
-    )
+    return _convoy_rule("threadpool-collapse", groups, variant, _collapsed)
 
 
 def convoy_stall(groups: Sequence[RunGroup], variant: str) -> Verdict | None:

@@ -29,6 +29,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from loadtest.compare import CompareError, comma_list
+from loadtest.perf1 import positive
 from services import VARIANTS
 from services.core.fib import fib
 from tests.conftest import Server, group_cpu_seconds, start_server
@@ -166,26 +168,10 @@ def bench_metrics_overhead(slot_seconds: float, rounds: int) -> None:
 
 
 def variant_list(text: str) -> list[str]:
-    if text == "all":
-        return list(VARIANTS)
-    chosen = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in chosen if name not in VARIANTS]
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(
-            f"unknown variant(s) {', '.join(unknown) or '(none given)'}; "
-            f"choose from: all, {', '.join(VARIANTS)}"
-        )
-    return chosen
-
-
-def positive_float(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
+        return comma_list(text, VARIANTS, "variant")
+    except CompareError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -198,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--variants", type=variant_list, default=list(VARIANTS), help="comma-separated, or all"
     )
     parser.add_argument(
-        "--duration", type=positive_float, default=3.0, help="seconds per fib(1) measurement [3]"
+        "--duration", type=positive(float), default=3.0, help="seconds per fib(1) measurement [3]"
     )
     parser.add_argument("--long-n", type=int, default=30, help="n of the long request [30]")
     parser.add_argument("--repeat", type=int, default=3, help="long requests averaged [3]")
@@ -206,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--rounds", type=int, default=20, help="metrics vs --no-metrics rounds (0: skip) [20]"
     )
     parser.add_argument(
-        "--slot", type=positive_float, default=0.5, help="seconds of each such measurement [0.5]"
+        "--slot", type=positive(float), default=0.5, help="seconds of each such measurement [0.5]"
     )
     args = parser.parse_args(argv)
 

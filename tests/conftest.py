@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import requests
@@ -251,3 +252,11 @@ def group_cpu_seconds(pgid: int) -> float:
             continue  # exited meanwhile
         ticks += int(fields[11]) + int(fields[12])  # utime + stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def unavailable(what: str, reason: str) -> NoReturn:
+    """A test needs a tool that is missing: fail in CI (a skipped test hides a
+    broken lab), skip loudly elsewhere."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI needs {what}: {reason}")
+    pytest.skip(f"*** NOT RUN without {what}: {reason} ***")

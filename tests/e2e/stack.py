@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -17,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from services import VARIANTS
+
+from ..conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "fiblab-e2e"
@@ -30,11 +30,8 @@ WITHOUT = ("grafana",)
 def require_docker() -> None:
     """Fail in CI (a skipped e2e hides a broken lab), skip loudly elsewhere."""
     problem = docker_problem()
-    if problem is None:
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI needs a working Docker engine with Compose v2: {problem}")
-    pytest.skip(f"*** Docker end-to-end tests NOT RUN: {problem} ***")
+    if problem is not None:
+        unavailable("a working Docker engine with Compose v2", problem)
 
 
 def docker_problem() -> str | None:

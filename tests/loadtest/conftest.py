@@ -135,3 +135,20 @@ def metric_value(text: str, sample_name: str, **labels: str) -> float:
             if found.name == sample_name and labels.items() <= found.labels.items():
                 return float(found.value)
     return 0.0
+
+
+@pytest.fixture
+def web_ui(spawn: Callable[..., Process], threads_server: Server, coro_server: Server) -> str:
+    """Locust's web UI (class picker) on a free port, its `threads` and `coro`
+    targets the two local servers; its base URL."""
+    web_port = free_port()
+    targets = f"threads=127.0.0.1:{threads_server.port},coro=127.0.0.1:{coro_server.port}"
+    locust = spawn(
+        *locust_command(
+            "--web-host", "127.0.0.1", "--web-port", web_port, "--class-picker",
+            "--fib-metrics-port", 0,
+        ),
+        env={"FIB_TARGETS": targets},
+    )  # fmt: skip
+    locust.wait_for(lambda line: "Starting web interface" in line, timeout=30)
+    return f"http://127.0.0.1:{web_port}"

@@ -266,19 +266,9 @@ def template_args(html: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_web_ui_offers_variants_and_shapes_and_runs_the_picked_variant(
-    spawn: Callable[..., Process], threads_server: Server, coro_server: Server
+    web_ui: str, coro_server: Server
 ):
-    web_port = free_port()
-    targets = f"threads=127.0.0.1:{threads_server.port},coro=127.0.0.1:{coro_server.port}"
-    locust = spawn(
-        *locust_command(
-            "--web-host", "127.0.0.1", "--web-port", web_port, "--class-picker",
-            "--fib-metrics-port", 0,
-        ),
-        env={"FIB_TARGETS": targets},
-    )  # fmt: skip
-    locust.wait_for(lambda line: "Starting web interface" in line, timeout=30)
-    base = f"http://127.0.0.1:{web_port}"
+    base = web_ui
     args = template_args(get_when_up(base + "/"))
     target = args["extra_options"]["fib_target"]
     assert target["choices"] == list(VARIANTS)

@@ -9,46 +9,23 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from services import VARIANTS
-from tests.conftest import Server
-
-from .conftest import Process, free_port, locust_command
+from tests.conftest import Server, unavailable
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def require_chromium() -> str:
-    if CHROMIUM:
-        return CHROMIUM
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail("CI needs Debian's chromium for the browser test (apt-get install chromium)")
-    pytest.skip("*** browser test NOT RUN: no chromium (apt-get install chromium) ***")
-
-
 def test_pick_a_variant_in_the_browser_and_run_it(
-    spawn: Callable[..., Process], threads_server: Server, coro_server: Server
+    web_ui: str, threads_server: Server, coro_server: Server
 ):
-    chromium = require_chromium()
-
-    web_port = free_port()
-    targets = f"threads=127.0.0.1:{threads_server.port},coro=127.0.0.1:{coro_server.port}"
-    locust = spawn(
-        *locust_command(
-            "--web-host", "127.0.0.1", "--web-port", web_port, "--class-picker",
-            "--fib-metrics-port", 0,
-        ),
-        env={"FIB_TARGETS": targets},
-    )  # fmt: skip
-    locust.wait_for(lambda line: "Starting web interface" in line, timeout=30)
+    chromium = CHROMIUM or unavailable("Debian's chromium", "apt-get install chromium")
     before = coro_server.metric("fib_requests_total", n="1", outcome="ok")
     threads_before = threads_server.metric("fib_requests_total", n="1", outcome="ok")
 
@@ -57,7 +34,7 @@ def test_pick_a_variant_in_the_browser_and_run_it(
         try:
             page = browser.new_page()
             page.set_default_timeout(20_000)
-            page.goto(f"http://127.0.0.1:{web_port}/")
+            page.goto(f"{web_ui}/")
             page.get_by_role("row", name="LongUser").get_by_role("checkbox").uncheck()
             page.get_by_role("button", name="Custom parameters").click()
             target = page.locator("select[name=fibTarget]")
