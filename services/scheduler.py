@@ -33,7 +33,7 @@ from collections.abc import Generator
 from concurrent.futures import Future
 from typing import Any, cast
 
-from services.core.runtime import Lab
+from services.core.runtime import SIGNAL_CHECK, Lab
 
 log = logging.getLogger("fiblab")
 
@@ -99,9 +99,9 @@ def run(lab: Lab) -> None:
             log.warning("drain deadline passed with %d tasks waiting", len(recv_wait))
             return
         if not tasks:
-            timeout = max(0.0, next_scan - time.monotonic()) if recv_deadline else None
+            timeout = max(0.0, next_scan - time.monotonic()) if recv_deadline else SIGNAL_CHECK
             if lab.stopping.is_set():
-                timeout = min(timeout or DEADLINE_SCAN, DEADLINE_SCAN)
+                timeout = min(timeout, DEADLINE_SCAN)
             for key, events in selector.select(timeout):
                 sock = cast(socket.socket, key.fileobj)
                 selector.unregister(sock)

@@ -1,13 +1,13 @@
 # tests/bench_instructions.py
 #
 # The cost of instrumentation in instructions (`make bench-instructions`): a
-# program that prints figures, not a test. Wall-clock rates on a shared
-# 2-core VM swing by ±20 % between rounds, too much to judge a 3 % cost, so
-# this counts instead: valgrind's callgrind runs the `threads` server, once
-# answering no request and once answering N fib(1) requests on one
-# connection; the difference over N is its user-space instructions per
-# request (exact and repeatable; kernel time, the larger part of a fib(1)
-# request, is not counted). With metrics and with --no-metrics, side by side.
+# program that prints figures, not a test. `make bench-server` measures that
+# cost in time; this counts it, exactly and repeatably, which shows what a
+# change to the hot path does. valgrind's callgrind runs the `threads`
+# server, once answering no request and once answering N fib(1) requests on
+# one connection; the difference over N is its user-space instructions per
+# request (kernel time, the larger part of a fib(1) request, is not
+# counted). With metrics and with --no-metrics, side by side.
 
 from __future__ import annotations
 

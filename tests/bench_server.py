@@ -9,19 +9,25 @@
 #     server's CPU per request (its whole process group, from /proc);
 #   - fib(30) seconds per request: the mean of a few, after one warm-up.
 #
-# Then `threads` with metrics against `threads --no-metrics`, both running,
-# measured in short alternating slots (A B, B A, A B, ...) so that drift and
-# the neighbours' load hit both alike: the ratio of their fib(1) rates is the
-# cost of instrumentation (goal >= 0.97). Server CPU per request is printed
-# beside it: on a busy machine it is steadier than wall-clock rates. Output
+# Then `threads` with metrics against `threads --no-metrics`: the cost of
+# instrumentation (goal >= 0.97 of the uninstrumented rate). A cost of a few
+# percent drowns in this VM's swings if the two run one after the other, so
+# they run side by side, several servers of each kind, and the client times
+# each request while going round all of them in a shuffled order: drift and
+# the neighbours' load hit both kinds alike, and each kind is averaged over
+# several processes' memory layouts (one layout alone can be a percent or
+# two faster or slower). Each kind's rate is its requests over the time they
+# took; server CPU per request is read in nanoseconds from schedstat. Output
 # is Markdown.
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
+import random
 import socket
 import statistics
 import sys
@@ -121,50 +127,84 @@ def bench_variants(variants: Sequence[str], seconds: float, n: int, repeat: int)
         )
 
 
-def bench_metrics_overhead(slot_seconds: float, rounds: int) -> None:
-    instrumented = start_server("threads")
-    bare = start_server("threads", "--no-metrics")
-    with_metrics: list[Slot] = []
-    without: list[Slot] = []
+def schedstat_cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of a process, from schedstat (nanoseconds)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
+            total += int(stat.read().split()[0])
+    return total / 1e9
+
+
+def bench_metrics_overhead(rounds: int, requests: int, pairs: int, control: bool = False) -> float:
+    """Print each round and the summary; returns the median ratio of rates.
+
+    `control`: both kinds run --no-metrics, which shows the method's own
+    noise (the ratio should be 1.000).
+    """
+    shuffle = random.Random(2015).shuffle
+    instrumented_args = ["--no-metrics"] if control else []
+    label = {True: "A", False: "B"} if control else {True: "with metrics", False: "without"}
+    servers: list[tuple[bool, Server]] = []
     try:
-        with instrumented.connect() as a, bare.connect() as b:
-            short_loop(instrumented, a, WARM_UP)
-            short_loop(bare, b, WARM_UP)
+        for pair in range(pairs):
+            kinds = (True, False) if pair % 2 == 0 else (False, True)  # neither always first
+            for instrumented in kinds:
+                args = instrumented_args if instrumented else ["--no-metrics"]
+                servers.append((instrumented, start_server("threads", *args)))
+        with contextlib.ExitStack() as stack:
+            order = [
+                (instrumented, server, stack.enter_context(server.connect()))
+                for instrumented, server in servers
+            ]
+            for _instrumented, server, sock in order:
+                short_loop(server, sock, WARM_UP)
+            print(f"| round | {label[True]} req/s | {label[False]} req/s | ratio "
+                  f"| server CPU µs/request: {label[True]}, {label[False]} |")  # fmt: skip
+            print("|---:|---:|---:|---:|---:|")
+            ratios, cpu = [], {True: 0.0, False: 0.0}
             for round_number in range(rounds):
-                # Alternate which goes first, so that neither always gets the
-                # warmer (or the quieter) slot.
-                if round_number % 2 == 0:
-                    with_metrics.append(short_loop(instrumented, a, slot_seconds))
-                    without.append(short_loop(bare, b, slot_seconds))
-                else:
-                    without.append(short_loop(bare, b, slot_seconds))
-                    with_metrics.append(short_loop(instrumented, a, slot_seconds))
+                seconds = {True: 0.0, False: 0.0}
+                cpu_before = {
+                    server.pid: schedstat_cpu_seconds(server.pid) for _i, server, _s in order
+                }
+                for _ in range(requests):
+                    shuffle(order)
+                    for instrumented, _server, sock in order:
+                        start = time.perf_counter()
+                        sock.sendall(b"1\n")
+                        reply = read_reply(sock)
+                        seconds[instrumented] += time.perf_counter() - start
+                        if reply != b"1\n":
+                            raise RuntimeError(f"threads: fib(1) answered {reply!r}")
+                used = {True: 0.0, False: 0.0}
+                for instrumented, server, _sock in order:
+                    used[instrumented] += schedstat_cpu_seconds(server.pid) - cpu_before[server.pid]
+                per_kind = requests * pairs
+                ratios.append(seconds[False] / seconds[True])
+                cpu[True] += used[True]
+                cpu[False] += used[False]
+                print(
+                    f"| {round_number + 1} | {per_kind / seconds[True]:,.0f} "
+                    f"| {per_kind / seconds[False]:,.0f} | {ratios[-1]:.3f} "
+                    f"| {used[True] / per_kind * 1e6:.1f}, {used[False] / per_kind * 1e6:.1f} |",
+                    flush=True,
+                )
     finally:
-        shut(instrumented)
-        shut(bare)
-
-    print("| round | `threads` req/s | `--no-metrics` req/s | ratio | CPU µs/req: with, without |")
-    print("|---:|---:|---:|---:|---:|")
-    paired = [on.rate / off.rate for on, off in zip(with_metrics, without, strict=True)]
-    for index, (on, off) in enumerate(zip(with_metrics, without, strict=True)):
-        print(
-            f"| {index + 1} | {on.rate:,.0f} | {off.rate:,.0f} | {paired[index]:.3f} "
-            f"| {on.cpu_us:.1f}, {off.cpu_us:.1f} |"
-        )
-
-    def cpu_per_request(slots: list[Slot]) -> float:
-        return sum(s.server_cpu for s in slots) / sum(s.requests for s in slots)
-
-    rate_ratio = statistics.median(paired)
-    cpu_ratio = cpu_per_request(without) / cpu_per_request(with_metrics)
-    verdict = "met" if rate_ratio >= OVERHEAD_GOAL else "NOT met"
+        for _instrumented, server in servers:
+            shut(server)
+    ratio = statistics.median(ratios)
+    verdict = "met" if ratio >= OVERHEAD_GOAL else "NOT met"
+    goal = "a control: should be 1.000" if control else f"goal >= {OVERHEAD_GOAL}: {verdict}"
+    per_request = {kind: used / (rounds * requests * pairs) * 1e6 for kind, used in cpu.items()}
     print(
-        f"\nreq/s with metrics / without: median of paired rounds **{rate_ratio:.3f}** "
-        f"(range {min(paired):.3f} .. {max(paired):.3f}; goal >= {OVERHEAD_GOAL}: {verdict}).  \n"
-        f"server CPU per request, without / with: **{cpu_ratio:.3f}** "
-        f"({cpu_per_request(without) * 1e6:.1f} vs "
-        f"{cpu_per_request(with_metrics) * 1e6:.1f} µs)."
+        f"\nreq/s {label[True]} / {label[False]}: median of {rounds} rounds **{ratio:.3f}** "
+        f"(range {min(ratios):.3f} .. {max(ratios):.3f}; {goal}).  \n"
+        f"server CPU per request: {per_request[True]:.2f} µs {label[True]}, "
+        f"{per_request[False]:.2f} µs {label[False]} "
+        f"({per_request[True] - per_request[False]:+.2f} µs)."
     )
+    return ratio
 
 
 def variant_list(text: str) -> list[str]:
@@ -189,11 +229,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--long-n", type=int, default=30, help="n of the long request [30]")
     parser.add_argument("--repeat", type=int, default=3, help="long requests averaged [3]")
     parser.add_argument(
-        "--rounds", type=int, default=20, help="metrics vs --no-metrics rounds (0: skip) [20]"
+        "--rounds", type=int, default=6, help="metrics vs --no-metrics rounds (0: skip) [6]"
     )
     parser.add_argument(
-        "--slot", type=positive(float), default=0.5, help="seconds of each such measurement [0.5]"
-    )
+        "--round-requests", type=positive(int), default=4000,
+        help="fib(1) requests per server in each round [4000]",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pairs", type=positive(int), default=4,
+        help="servers of each kind, side by side [4]",
+    )  # fmt: skip
+    parser.add_argument(
+        "--control", action="store_true",
+        help="run --no-metrics on both sides: the method's own noise (ratio ~1.000)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     cores = len(os.sched_getaffinity(0))
@@ -208,12 +257,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     bench_variants(args.variants, args.duration, args.long_n, args.repeat)
     if args.rounds > 0:
+        sides = (
+            f"CONTROL: {args.pairs} servers A and {args.pairs} servers B, all `--no-metrics`"
+            if args.control
+            else f"{args.pairs} servers with metrics and {args.pairs} with `--no-metrics`"
+        )
         print(
-            f"\n### Cost of metrics: `threads`, {args.rounds} alternating rounds of "
-            f"{args.slot:g} s\n",
+            f"\n### Cost of metrics: `threads`, {sides}, {args.rounds} rounds of "
+            f"{args.round_requests} interleaved fib(1) requests each\n",
             flush=True,
         )
-        bench_metrics_overhead(args.slot, args.rounds)
+        bench_metrics_overhead(args.rounds, args.round_requests, args.pairs, args.control)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
 
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import resource
 import selectors
@@ -179,6 +180,23 @@ def test_sigterm_answers_request_in_flight_stops_accepting_and_exits(variant, la
         pytest.fail(f"{variant} still running 10 s after SIGTERM:\n{''.join(server.output)}")
     assert code == 0, "".join(server.output)
     group_empties(server.pid)
+
+
+def test_sigterm_received_by_another_thread_still_stops_the_server(variant, launch):
+    """The kernel may hand a process's SIGTERM to any of its threads (valgrind
+    often does); Python runs the handler in the main thread, which must not
+    sleep through it in accept() or select()."""
+    server = launch(variant)
+    others = [int(tid) for tid in os.listdir(f"/proc/{server.pid}/task") if int(tid) != server.pid]
+    assert others, "every variant has a thread besides the main one: /metrics"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.tgkill(server.pid, others[0], signal.SIGTERM) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill")
+    try:
+        code = server.process.wait(5)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{variant} still running 5 s after a thread got SIGTERM")
+    assert code == 0, "".join(server.output)
 
 
 # -- SIGKILL -----------------------------------------------------------------

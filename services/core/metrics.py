@@ -5,23 +5,24 @@
 # needed). The `variant` label is set here, in-process.
 #
 # The per-request path is hot: a fib(1) request costs tens of microseconds,
-# so requests are counted by RequestStats under one lock and turned into
-# Prometheus families only at scrape time. `NullMetrics` (--no-metrics) is the
-# baseline the server benchmark compares against.
+# so each connection counts its own requests without a lock (ConnectionTally),
+# and RequestStats turns them into Prometheus families only at scrape time.
+# `NullMetrics` (--no-metrics) is the baseline the server benchmark compares
+# against.
 
 from __future__ import annotations
 
-import itertools
+import math
 import os
 import platform
 import resource
 import sys
 import threading
-from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -53,19 +54,19 @@ def gil_state() -> str:
 
 
 class NullMetrics:
-    """Instrumentation switched off: every call is a no-op."""
+    """Instrumentation switched off: every call is a no-op, and no tallies."""
 
-    def connection_opened(self) -> None: ...
-    def connection_closed(self) -> None: ...
-    def request_started(self) -> object: ...  # Metrics: a counter step
-    def request_finished(self, n: int | None, error: ErrorCode | None, seconds: float) -> None: ...
+    def connection_opened(self) -> ConnectionTally | None:
+        return None
+
+    def connection_closed(self, tally: ConnectionTally | None) -> None: ...
     def count_error(self, error: ErrorCode) -> None: ...
 
 
 class Metrics(NullMetrics):
     """The DESIGN §4 metrics of one variant, in their own registry."""
 
-    def __init__(self, variant: str, max_n: int, cpu_source: str = "auto") -> None:
+    def __init__(self, variant: str, cpu_source: str = "auto") -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.variant = variant
@@ -77,28 +78,89 @@ class Metrics(NullMetrics):
         info.labels(variant, platform.python_version(), sys.implementation.name, gil_state()).set(1)
         self._active = active.labels(variant)
         self._accepted = accepted.labels(variant)
-        self.requests = RequestStats(variant, max_n)
+        self.requests = RequestStats(variant)
         registry.register(self.requests)
         registry.register(CpuCollector(variant, cpu_source))
-        # The hot path, bound once.
-        self.request_started = self.requests.started  # type: ignore[method-assign]
-        self.request_finished = self.requests.finished  # type: ignore[method-assign]
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics from a daemon thread; returns the port bound."""
         server, _thread = start_http_server(port, host, registry=self.registry)
         return int(server.server_port)
 
-    def connection_opened(self) -> None:
+    def connection_opened(self) -> ConnectionTally:
         self._accepted.inc()
         self._active.inc()
+        return self.requests.open_tally()
 
-    def connection_closed(self) -> None:
+    def connection_closed(self, tally: ConnectionTally | None) -> None:
         self._active.dec()
+        if tally is not None:
+            self.requests.close_tally(tally)
 
     def count_error(self, error: ErrorCode) -> None:
         """An error reply that answers no request line (busy, idle-timeout)."""
         self.requests.unprompted(error)
+
+
+# A row of totals, one per n asked: the bucket counts (the last is +Inf), the
+# sum of durations, then the error replies by code.
+_SUM = len(DURATION_BUCKETS) + 1
+_CODE_SLOT = {code: _SUM + 1 + index for index, code in enumerate(ErrorCode)}
+_ROW_SIZE = _SUM + 1 + len(ErrorCode)
+
+Item = TypeVar("Item")
+
+
+class ConnectionTally:
+    """The requests of one connection, recorded without a lock.
+
+    Only the thread (or task) serving the connection writes it, and only
+    what a request must: `Connection` adds the lines it reads to `started`
+    and appends the duration of each ok reply for the same `n` as the last
+    to `durations`; anything else (an error, another n: rare) goes through
+    `answered`. On a fib(1) request every call and every object touched costs
+    cold-cache time, so the common case is one list append: the replies are
+    sorted into buckets in bulk when RequestStats folds them, at each scrape,
+    every FOLD_AT lines (no scraper) and when the connection closes.
+    """
+
+    FOLD_AT = 4096
+    __slots__ = ("durations", "errors", "fold_at", "folded", "n", "started", "stats")
+
+    def __init__(self, stats: RequestStats) -> None:
+        self.stats = stats
+        self.started = 0  # lines read
+        self.folded = 0  # replies moved into the totals (under the lock)
+        self.fold_at = self.FOLD_AT
+        self.n: int | None = -1  # the n of every duration in `durations`; set under the lock
+        self.durations: list[float] = []
+        self.errors: list[tuple[int | None, ErrorCode, float]] = []
+
+    def answered(self, n: int | None, error: ErrorCode | None, seconds: float) -> None:
+        """Record any reply (the common one is inlined in Connection.reply)."""
+        if error is not None:
+            self.errors.append((n, error, seconds))
+            return
+        if n != self.n:
+            with self.stats.lock:  # a scrape sees the durations and their n alike
+                self.stats.fold(self)
+                self.n = n
+        self.durations.append(seconds)
+
+    def fold(self) -> None:
+        """Fold now and again after FOLD_AT more lines (the connection's thread)."""
+        with self.stats.lock:
+            self.stats.fold(self)
+        self.fold_at = self.started + self.FOLD_AT
+
+
+def take(items: list[Item]) -> list[Item]:
+    """Remove and return the items a list holds now. Another thread may append
+    meanwhile: what it appends lies beyond `count` and stays."""
+    count = len(items)
+    taken = items[:count]
+    del items[:count]
+    return taken
 
 
 class RequestStats(Collector):
@@ -107,77 +169,79 @@ class RequestStats(Collector):
     standard families only when Prometheus scrapes.
 
     prometheus_client's own Counter and Histogram children take a lock per
-    update, several per request: 3.6 µs a request here, about 6% of a
-    fib(1) request on the threaded server. Here the hot path takes no lock:
-    a request's start is one itertools counter step, its answer one
-    list.append (each a single C call, atomic under the GIL and thread-safe
-    in free-threaded builds). The answers are folded into the counts under
-    the lock when Prometheus scrapes, or every FOLD_AT answers so that the
-    list stays small without a scraper. Everything else is derived: a reply
-    is `ok` unless counted failed; in progress is started but not answered.
+    update, several per request: 3.6 µs a request here, about 6 % of a
+    fib(1) request on the threaded server. Instead each connection records
+    into its own ConnectionTally, and the replies it holds are folded into
+    the totals under the lock. Each reply is `ok` unless it has an error
+    code; in progress is read but not yet answered, on open connections (a
+    vanished client's unanswered lines leave with it).
     """
 
-    FOLD_AT = 4096
-
-    def __init__(self, variant: str, max_n: int) -> None:
+    def __init__(self, variant: str) -> None:
         self.variant = variant
-        self._lock = threading.Lock()
-        size = max_n + 2  # one slot per valid n, and the last for "" (not a valid n)
-        self._labels = [*map(str, range(max_n + 1)), ""]
-        self._buckets = [[0] * (len(DURATION_BUCKETS) + 1) for _ in range(size)]
-        self._sums = [0.0] * size
-        self._failed = [0] * size  # error replies that answer a request line
-        self._unprompted = 0  # error replies that answer none (busy, idle-timeout)
-        self._errors = dict.fromkeys(ErrorCode, 0)
-        self._started = itertools.count()
-        self.started: Callable[[], int] = self._started.__next__
-        self._answered: list[tuple[int | None, ErrorCode | None, float]] = []
+        self.lock = threading.Lock()
+        self._totals: dict[int | None, list[float]] = {}  # n (None: no valid n) -> row
+        self._live: set[ConnectionTally] = set()
+        self._unprompted = dict.fromkeys(ErrorCode, 0)  # replies to no line (busy, idle-timeout)
 
-    def started_count(self) -> int:
-        # The counter's value without advancing it: repr is "count(N)".
-        return int(repr(self._started)[6:-1])
+    def open_tally(self) -> ConnectionTally:
+        tally = ConnectionTally(self)
+        with self.lock:
+            self._live.add(tally)
+        return tally
 
-    def finished(self, n: int | None, error: ErrorCode | None, seconds: float) -> None:
-        answered = self._answered
-        answered.append((n, error, seconds))
-        if len(answered) >= self.FOLD_AT:
-            self._fold()
+    def close_tally(self, tally: ConnectionTally) -> None:
+        with self.lock:
+            self.fold(tally)
+            self._live.discard(tally)
 
-    def _fold(self) -> None:
-        """Move the answers recorded so far into the counts."""
-        with self._lock:
-            answered = self._answered
-            count = len(answered)
-            batch = answered[:count]
-            del answered[:count]  # what other threads appended meanwhile stays
-            buckets, sums, failed, errors = self._buckets, self._sums, self._failed, self._errors
-            for n, error, seconds in batch:
-                index = -1 if n is None else n
-                buckets[index][bisect_left(DURATION_BUCKETS, seconds)] += 1
-                sums[index] += seconds
-                if error is not None:
-                    failed[index] += 1
-                    errors[error] += 1
+    def fold(self, tally: ConnectionTally) -> None:
+        """Move a tally's replies into the totals; the caller holds the lock.
+
+        Ok replies in bulk (C-level sorting and bisection), error replies
+        (rare) one by one.
+        """
+        if ordered := sorted(take(tally.durations)):
+            row = self._row(tally.n)
+            below = 0
+            for slot, bound in enumerate(DURATION_BUCKETS):
+                upto = bisect_right(ordered, bound)  # "le": at most the bound
+                row[slot] += upto - below
+                below = upto
+            row[_SUM - 1] += len(ordered) - below  # +Inf
+            row[_SUM] += math.fsum(ordered)
+            tally.folded += len(ordered)
+        for n, error, seconds in take(tally.errors):
+            row = self._row(n)
+            row[bisect_left(DURATION_BUCKETS, seconds)] += 1
+            row[_SUM] += seconds
+            row[_CODE_SLOT[error]] += 1
+            tally.folded += 1
+
+    def _row(self, n: int | None) -> list[float]:
+        row = self._totals.get(n)
+        if row is None:
+            row = self._totals[n] = [0] * _ROW_SIZE
+        return row
 
     def unprompted(self, error: ErrorCode) -> None:
         """A reply to no request line: counted, but it has no duration."""
-        with self._lock:
-            self._unprompted += 1
-            self._errors[error] += 1
+        with self.lock:
+            self._unprompted[error] += 1
 
     def collect(self) -> Iterator[Any]:
-        self._fold()
-        with self._lock:
-            buckets = [list(counts) for counts in self._buckets]
-            sums, failed = list(self._sums), list(self._failed)
-            errors, unprompted = dict(self._errors), self._unprompted
-            answered = sum(map(sum, buckets)) + len(self._answered)  # folds hold the lock
-        # Read last: every request answered was started before.
-        in_progress = self.started_count() - answered
-        ok = [
-            sum(counts) - errors_of_n for counts, errors_of_n in zip(buckets, failed, strict=True)
-        ]
-        failed[-1] += unprompted
+        in_progress = 0
+        with self.lock:
+            for tally in self._live:
+                self.fold(tally)
+                # Its thread goes on meanwhile: what it answered after the
+                # fold is not in progress. Read lines first, then answers, so
+                # that a race can only undercount, never show phantom work.
+                started = tally.started
+                pending = len(tally.durations) + len(tally.errors)
+                in_progress += max(0, started - tally.folded - pending)
+            rows = {n: list(row) for n, row in self._totals.items()}
+            unprompted = dict(self._unprompted)
         v = self.variant
         requests = CounterMetricFamily(
             "fib_requests", "Replies sent", labels=["variant", "n", "outcome"]
@@ -187,14 +251,26 @@ class RequestStats(Collector):
             "From a complete request line to its reply",
             labels=["variant", "n"],
         )
-        for index, label in enumerate(self._labels):
-            if ok[index]:
-                requests.add_metric([v, label, "ok"], ok[index])
-            if failed[index]:
-                requests.add_metric([v, label, "error"], failed[index])
-            if any(buckets[index]):
-                cumulative = zip(_BUCKET_LABELS, accumulate(buckets[index]), strict=True)
-                duration.add_metric([v, label], list(cumulative), sums[index])
+        errors = dict(unprompted)
+        unanswered = sum(unprompted.values())  # n="" errors that have no duration
+        if unanswered:
+            rows.setdefault(None, [0] * _ROW_SIZE)
+        for n in sorted(rows, key=lambda n: -1 if n is None else n):
+            row = rows[n]
+            replies = sum(row[:_SUM])
+            failed = sum(row[_SUM + 1 :])
+            for code, slot in _CODE_SLOT.items():
+                errors[code] += int(row[slot])
+            label = "" if n is None else str(n)
+            if replies > failed:
+                requests.add_metric([v, label, "ok"], replies - failed)
+            if n is None:
+                failed += unanswered
+            if failed:
+                requests.add_metric([v, label, "error"], failed)
+            if replies:
+                cumulative = zip(_BUCKET_LABELS, accumulate(row[:_SUM]), strict=True)
+                duration.add_metric([v, label], list(cumulative), row[_SUM])
         codes = CounterMetricFamily("fib_errors", "Error replies", labels=["variant", "code"])
         for code, count in errors.items():
             codes.add_metric([v, code.code], count)

@@ -14,6 +14,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -65,10 +66,9 @@ def value(found: Samples, name: str, **labels: str) -> float | None:
 @pytest.fixture
 def busy_metrics() -> Metrics:
     """Metrics after a known mix of connections, replies and errors."""
-    metrics = Metrics("threads", max_n=45, cpu_source="process")
-    for _ in range(3):
-        metrics.connection_opened()
-    metrics.connection_closed()
+    metrics = Metrics("threads", cpu_source="process")
+    closed, tally, _idle = (metrics.connection_opened() for _ in range(3))
+    metrics.connection_closed(closed)
     for n, error, seconds in [
         (1, None, 30e-6),  # fib(1): tens of microseconds
         (1, None, 50e-6),  # exactly on a bucket bound: le means <=
@@ -78,9 +78,9 @@ def busy_metrics() -> Metrics:
         (None, ErrorCode.NOT_AN_INTEGER, 20e-6),
         (5, ErrorCode.SERVER_ERROR, 200.0),  # beyond the last bucket
     ]:
-        metrics.request_started()
-        metrics.request_finished(n, error, seconds)
-    metrics.request_started()  # one still running
+        tally.started += 1
+        tally.answered(n, error, seconds)
+    tally.started += 1  # one still running
     metrics.count_error(ErrorCode.BUSY)  # answers no line: no duration
     return metrics
 
@@ -144,16 +144,104 @@ def test_counts(busy_metrics: Metrics) -> None:
 
 
 def test_n_label_is_bounded_whatever_clients_send() -> None:
-    metrics = Metrics("coro", max_n=10, cpu_source="process")
+    metrics = Metrics("coro", cpu_source="process")
+    tally = metrics.connection_opened()
     for n in range(11):
-        metrics.request_started()
-        metrics.request_finished(n, None, 1e-3)
-    for _ in range(50):  # out of range, whatever was asked
-        metrics.request_started()
-        metrics.request_finished(None, ErrorCode.OUT_OF_RANGE, 1e-3)
+        tally.answered(n, None, 1e-3)
+    for _ in range(50):  # out of range, whatever was asked: the protocol gives no n
+        tally.answered(None, ErrorCode.OUT_OF_RANGE, 1e-3)
     found = samples(metrics)
     labels = {dict(lbl)["n"] for name, lbl in found if name == "fib_requests_total"}
     assert labels == {*map(str, range(11)), ""}
+
+
+def test_a_closed_connection_keeps_its_counts_and_drops_its_unanswered_lines() -> None:
+    metrics = Metrics("threads", cpu_source="process")
+    tally = metrics.connection_opened()
+    tally.started += 3  # three pipelined lines; the client leaves after one reply
+    tally.answered(1, None, 40e-6)
+    v = {"variant": "threads"}
+    before = samples(metrics)
+    assert value(before, "fib_requests_in_progress", **v) == 2
+    metrics.connection_closed(tally)
+    after = samples(metrics)
+    assert value(after, "fib_requests_in_progress", **v) == 0
+    for name, labels in [
+        ("fib_requests_total", {"n": "1", "outcome": "ok"}),
+        ("fib_request_duration_seconds_count", {"n": "1"}),
+        ("fib_request_duration_seconds_bucket", {"n": "1", "le": "5e-05"}),
+    ]:
+        assert value(before, name, **v, **labels) == value(after, name, **v, **labels) == 1
+
+
+def test_scrapes_while_connections_count_see_consistent_growing_figures() -> None:
+    """Tallies are written without a lock while another thread scrapes, and
+    so folds, them: nothing is lost or counted twice, no counter goes down."""
+    metrics = Metrics("threads", cpu_source="process")
+    threads_count, scrapes = 4, 30
+    v = {"variant": "threads"}
+    done = threading.Event()
+    readings: list[Samples] = []
+    served: list[int] = []
+
+    def serve_one_connection() -> None:
+        """Replies until there have been enough scrapes (or 30 s), and at
+        least enough to fold on its own a few times."""
+        tally = metrics.connection_opened()
+        deadline = time.monotonic() + 30
+        i = 0
+        while i < 5 * tally.FOLD_AT or (len(readings) < scrapes and time.monotonic() < deadline):
+            tally.started += 1
+            n = i // 100 % 3  # runs of one n, as clients mostly send (and changes)
+            tally.answered(n, ErrorCode.SERVER_ERROR if i % 10 == 0 else None, 1e-4)
+            if tally.started >= tally.fold_at:  # as Connection.receive does
+                tally.fold()
+            i += 1
+        metrics.connection_closed(tally)
+        served.append(i)
+
+    def scrape_until_done() -> None:
+        while not done.is_set():
+            readings.append(samples(metrics))
+
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show
+    try:
+        scraper = threading.Thread(target=scrape_until_done)
+        scraper.start()
+        workers = [threading.Thread(target=serve_one_connection) for _ in range(threads_count)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        done.set()
+        scraper.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
+    assert len(readings) >= scrapes
+    counters = {
+        key
+        for found in readings
+        for key in found
+        if key[0].endswith(("_total", "_count", "_bucket")) and key[0] != "fib_cpu_seconds_total"
+    }
+    for key in counters:
+        series = [found.get(key, 0) for found in readings]
+        assert series == sorted(series), f"{key} went down"
+    in_progress = [value(found, "fib_requests_in_progress", **v) for found in readings]
+    assert all(0 <= (count or 0) <= threads_count for count in in_progress), in_progress
+    found = samples(metrics)
+    total = sum(served)
+    errors = sum((count + 9) // 10 for count in served)  # i % 10 == 0 for i < count
+
+    def summed(name: str) -> float:
+        return sum(count for (sample, _labels), count in found.items() if sample == name)
+
+    assert value(found, "fib_requests_in_progress", **v) == 0
+    assert value(found, "fib_errors_total", **v, code="server-error") == errors
+    assert summed("fib_requests_total") == total
+    assert summed("fib_request_duration_seconds_count") == total
+    assert summed("fib_request_duration_seconds_sum") == pytest.approx(total * 1e-4)
 
 
 def test_histogram_buckets(busy_metrics: Metrics) -> None:
@@ -189,7 +277,7 @@ def test_histogram_buckets(busy_metrics: Metrics) -> None:
 def test_fib_info() -> None:
     is_gil_enabled = getattr(sys, "_is_gil_enabled", None)  # 3.13+
     gil = "enabled" if is_gil_enabled is None or is_gil_enabled() else "disabled"
-    found = samples(Metrics("asyncio", max_n=45, cpu_source="process"))
+    found = samples(Metrics("asyncio", cpu_source="process"))
     [(labels, info)] = [(dict(lbl), v) for (name, lbl), v in found.items() if name == "fib_info"]
     assert info == 1
     assert labels == {
@@ -202,11 +290,10 @@ def test_fib_info() -> None:
 
 def test_null_metrics_accepts_every_call() -> None:
     null = NullMetrics()
-    null.connection_opened()
-    null.request_started()
-    null.request_finished(1, None, 1e-6)
+    tally = null.connection_opened()
+    assert tally is None  # nothing is counted, not even per connection
     null.count_error(ErrorCode.BUSY)
-    null.connection_closed()
+    null.connection_closed(tally)
     assert not hasattr(null, "registry")
 
 
