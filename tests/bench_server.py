@@ -73,6 +73,14 @@ def read_reply(sock: socket.socket) -> bytes:
     return reply
 
 
+def ask(variant: str, sock: socket.socket, line: bytes, expected: bytes) -> None:
+    """One request line and its reply, checked."""
+    sock.sendall(line)
+    reply = read_reply(sock)
+    if reply != expected:
+        raise RuntimeError(f"{variant}: {line!r} answered {reply!r}")
+
+
 def short_loop(server: Server, sock: socket.socket, seconds: float) -> Slot:
     """The perf2 loop on an open connection for `seconds`."""
     done = 0
@@ -80,10 +88,7 @@ def short_loop(server: Server, sock: socket.socket, seconds: float) -> Slot:
     start = time.perf_counter()
     end = start + seconds
     while time.perf_counter() < end:
-        sock.sendall(b"1\n")
-        reply = read_reply(sock)
-        if reply != b"1\n":
-            raise RuntimeError(f"{server.variant}: fib(1) answered {reply!r}")
+        ask(server.variant, sock, b"1\n", b"1\n")
         done += 1
     elapsed = time.perf_counter() - start
     return Slot(done, elapsed, group_cpu_seconds(server.pid) - cpu_before)
@@ -91,16 +96,13 @@ def short_loop(server: Server, sock: socket.socket, seconds: float) -> Slot:
 
 def long_seconds(server: Server, n: int, repeat: int) -> float:
     """Mean seconds of one fib(n) request, after one warm-up request."""
-    expected = b"%d\n" % fib(n)
+    line, expected = b"%d\n" % n, b"%d\n" % fib(n)
     times = []
     with server.connect(timeout=600) as sock:
         for _ in range(repeat + 1):
             start = time.perf_counter()
-            sock.sendall(b"%d\n" % n)
-            reply = read_reply(sock)
+            ask(server.variant, sock, line, expected)
             times.append(time.perf_counter() - start)
-            if reply != expected:
-                raise RuntimeError(f"{server.variant}: fib({n}) answered {reply!r}")
     return statistics.fmean(times[1:])
 
 
@@ -172,11 +174,8 @@ def bench_metrics_overhead(rounds: int, requests: int, pairs: int, control: bool
                     shuffle(order)
                     for instrumented, _server, sock in order:
                         start = time.perf_counter()
-                        sock.sendall(b"1\n")
-                        reply = read_reply(sock)
+                        ask("threads", sock, b"1\n", b"1\n")
                         seconds[instrumented] += time.perf_counter() - start
-                        if reply != b"1\n":
-                            raise RuntimeError(f"threads: fib(1) answered {reply!r}")
                 used = {True: 0.0, False: 0.0}
                 for instrumented, server, _sock in order:
                     used[instrumented] += schedstat_cpu_seconds(server.pid) - cpu_before[server.pid]

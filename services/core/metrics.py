@@ -18,7 +18,7 @@ import platform
 import resource
 import sys
 import threading
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections.abc import Iterator
 from itertools import accumulate
 from pathlib import Path
@@ -163,6 +163,17 @@ def take(items: list[Item]) -> list[Item]:
     return taken
 
 
+def add_durations(row: list[float], ordered: list[float]) -> None:
+    """Count sorted durations into a row's buckets and sum (C-level bisection)."""
+    below = 0
+    for slot, bound in enumerate(DURATION_BUCKETS):
+        upto = bisect_right(ordered, bound)  # "le": at most the bound
+        row[slot] += upto - below
+        below = upto
+    row[_SUM - 1] += len(ordered) - below  # +Inf
+    row[_SUM] += math.fsum(ordered)
+
+
 class RequestStats(Collector):
     """fib_requests_total, fib_request_duration_seconds, fib_errors_total and
     fib_requests_in_progress, kept as plain numbers and turned into the
@@ -198,23 +209,14 @@ class RequestStats(Collector):
     def fold(self, tally: ConnectionTally) -> None:
         """Move a tally's replies into the totals; the caller holds the lock.
 
-        Ok replies in bulk (C-level sorting and bisection), error replies
-        (rare) one by one.
+        Ok replies in bulk, error replies (rare) one by one.
         """
         if ordered := sorted(take(tally.durations)):
-            row = self._row(tally.n)
-            below = 0
-            for slot, bound in enumerate(DURATION_BUCKETS):
-                upto = bisect_right(ordered, bound)  # "le": at most the bound
-                row[slot] += upto - below
-                below = upto
-            row[_SUM - 1] += len(ordered) - below  # +Inf
-            row[_SUM] += math.fsum(ordered)
+            add_durations(self._row(tally.n), ordered)
             tally.folded += len(ordered)
         for n, error, seconds in take(tally.errors):
             row = self._row(n)
-            row[bisect_left(DURATION_BUCKETS, seconds)] += 1
-            row[_SUM] += seconds
+            add_durations(row, [seconds])
             row[_CODE_SLOT[error]] += 1
             tally.folded += 1
 
