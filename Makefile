@@ -93,7 +93,7 @@ compare-docker:
 
 report: $(STAMP)
 	@test -n "$(DIR)" || (echo "usage: make report DIR=results/<time>"; exit 2)
-	$(BIN)/python -m loadtest.report $(DIR)/summary.json
+	$(BIN)/python -m loadtest.compare.report $(DIR)/summary.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -18,9 +18,9 @@ from locust import events
 from locust.env import Environment
 from locust.runners import Runner, WorkerRunner
 
-from loadtest import exporter
-from loadtest.shapes import SCENARIOS, ConvoyScenario, LongScenario, ShortScenario
-from loadtest.users import FibOptions, LongUser, ShortUser, add_arguments
+from loadtest.swarm import exporter
+from loadtest.swarm.shapes import SCENARIOS, ConvoyScenario, LongScenario, ShortScenario
+from loadtest.swarm.users import FibOptions, LongUser, ShortUser, add_arguments
 
 __all__ = ["ConvoyScenario", "LongScenario", "LongUser", "ShortScenario", "ShortUser"]
 

@@ -5,7 +5,7 @@
 # (raw, Locust, raw, Locust, ...) so that the neighbours' load hits both:
 #
 #   - req/s of the raw perf2 loop (one blocking socket, send "1\n", read);
-#   - req/s of one Locust ShortUser (loadtest.engine, the comparison
+#   - req/s of one Locust ShortUser (loadtest.compare.engine, the comparison
 #     runner's engine, in its own process as the runner runs it);
 #
 # and their ratio (goal >= 0.95). The engine's own CPU is printed beside it:
@@ -45,7 +45,7 @@ def raw_rate(port: int, seconds: float) -> float:
 def locust_rate(port: int, seconds: float) -> tuple[float, float]:
     """req/s of one ShortUser, and the engine's CPU percent."""
     result = subprocess.run(
-        [sys.executable, "-m", "loadtest.engine", "--variant", "threads",
+        [sys.executable, "-m", "loadtest.compare.engine", "--variant", "threads",
          "--address", f"127.0.0.1:{port}", "--scenario", "short", "--duration", str(seconds)],
         cwd=ROOT, capture_output=True, text=True, timeout=seconds + 120, check=True,
     )  # fmt: skip

@@ -35,8 +35,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loadtest.compare import CompareError, comma_list
-from loadtest.perf1 import positive
+from loadtest.compare.runner import CompareError, comma_list
+from loadtest.talk.perf1 import positive
 from services import VARIANTS
 from services.core.fib import fib
 from tests.conftest import Server, group_cpu_seconds, start_server

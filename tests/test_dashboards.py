@@ -283,7 +283,7 @@ def test_contract_matches_what_the_services_export() -> None:
 # Run apart: importing locust monkey-patches this process (gevent).
 EXPORTED_BY_LOCUST = """
 import json
-from loadtest.exporter import LatencyTable
+from loadtest.swarm.exporter import LatencyTable
 
 table = LatencyTable(users=lambda: ("threads", 3))
 table.observe("threads", "fib(1)", 0.000_05, ok=True)
@@ -297,7 +297,7 @@ print(json.dumps({name: sorted(labels) for name, labels in exported.items()}))
 
 
 def test_contract_matches_what_the_load_generator_exports() -> None:
-    """The locust_* half of CONTRACT is what loadtest/exporter.py exports."""
+    """The locust_* half of CONTRACT is what loadtest/swarm/exporter.py exports."""
     run = subprocess.run(
         [sys.executable, "-c", EXPORTED_BY_LOCUST],
         cwd=ROOT, capture_output=True, text=True, timeout=120,

@@ -20,9 +20,9 @@ import prometheus_client
 import pytest
 import requests
 
-from loadtest.client import LineConnection, fib_value
-from loadtest.exporter import BUCKETS, LatencyTable
-from loadtest.targets import LOCAL_FIRST_PORT, TargetError, parse_targets, resolve
+from loadtest.swarm.client import LineConnection, fib_value
+from loadtest.swarm.exporter import BUCKETS, LatencyTable
+from loadtest.swarm.targets import LOCAL_FIRST_PORT, TargetError, parse_targets, resolve
 from services import VARIANTS
 from tests.conftest import Server
 from tests.loadtest.conftest import Process, free_port, locust_command, metric_value

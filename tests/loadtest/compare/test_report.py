@@ -1,9 +1,9 @@
-# tests/loadtest/test_report.py
+# tests/loadtest/compare/test_report.py
 #
 # The comparison report from SYNTHETIC summaries (built in test_verdicts.py;
 # no measurement): summary.md holds the tables, the talk beside the lab with
 # every verdict, loadgen-bound figures marked †, and the plots are real PNGs;
-# `python -m loadtest.report summary.json` regenerates it all from a file.
+# `python -m loadtest.compare.report summary.json` regenerates it all from a file.
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from loadtest import talk
-from loadtest.report import main, render_markdown, write_report
-from loadtest.summary import check_summary, group_runs
-from loadtest.verdicts import verdicts
-from tests.loadtest.test_verdicts import (
+from loadtest.compare.report import main, write_report
+from loadtest.compare.report.tables import render_markdown
+from loadtest.compare.summary import check_summary, group_runs
+from loadtest.compare.verdicts import verdicts
+from loadtest.talk import figures as talk
+from tests.loadtest.compare.test_verdicts import (
     a_summary,
     convoy_run,
     plausible_runs,
@@ -31,7 +32,7 @@ from tests.loadtest.test_verdicts import (
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("rps.png", "latency.png", "convoy.png", "cpu.png")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def assert_real_png(path: Path) -> None:
@@ -138,7 +139,7 @@ def test_cli_regenerates_the_report_from_summary_json(tmp_path: Path) -> None:
     saved.write_text(json.dumps(a_summary(runs)), "utf-8")
 
     done = subprocess.run(
-        [sys.executable, "-m", "loadtest.report", str(saved)],
+        [sys.executable, "-m", "loadtest.compare.report", str(saved)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,6 +1,6 @@
-# tests/loadtest/test_perf.py
+# tests/loadtest/talk/test_perf.py
 #
-# The talk's clients, `python -m loadtest.perf1` and `loadtest.perf2`, run as
+# The talk's clients, `python -m loadtest.talk.perf1` and `loadtest.talk.perf2`, run as
 # the user runs them, against a real local `threads` server: what they print,
 # that the server saw exactly those requests, and their error paths.
 
@@ -31,7 +31,7 @@ def threads() -> Iterator[Server]:
 
 
 def command(client: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", f"loadtest.{client}", *args]
+    return [sys.executable, "-m", f"loadtest.talk.{client}", *args]
 
 
 def run(client: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

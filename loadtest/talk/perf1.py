@@ -1,11 +1,11 @@
-# loadtest/perf1.py
+# loadtest/talk/perf1.py
 #
 # Time of a long running request: the talk's perf1 client. One connection,
 # fib(n) asked again and again, the seconds each reply took printed one per
 # line. Run two or three at once against `threads` to watch the time double
 # and triple (the GIL), and against a *-procpool variant to see it not.
 #
-#   python -m loadtest.perf1 [--host 127.0.0.1] [--port 25002] [--n 30]
+#   python -m loadtest.talk.perf1 [--host 127.0.0.1] [--port 25002] [--n 30]
 #                            [--duration 30] [--count C]
 #
 # Unlike the talk's client, requests end with "\n" (DESIGN §2), and the run is
@@ -101,7 +101,7 @@ def connect(prog: str, host: str, port: int, reply_timeout: float) -> LineClient
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m loadtest.perf1",
+        prog="python -m loadtest.talk.perf1",
         description="Ask fib(n) repeatedly on one connection; print seconds per request.",
     )
     connection_arguments(parser)

@@ -1,4 +1,4 @@
-# loadtest/client.py
+# loadtest/swarm/client.py
 #
 # One persistent TCP connection speaking the line protocol (DESIGN §2): send
 # `N\n`, read one reply line. Plain `socket`: under Locust, gevent's monkey
@@ -21,7 +21,7 @@ import select
 import socket
 import time
 
-from loadtest.targets import Address
+from loadtest.swarm.targets import Address
 
 CONNECT_TIMEOUT = 10.0
 RECV_SIZE = 65536

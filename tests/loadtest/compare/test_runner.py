@@ -1,4 +1,4 @@
-# tests/loadtest/test_compare.py
+# tests/loadtest/compare/test_runner.py
 #
 # The comparison runner end to end, as `make compare-quick` runs it: real
 # variants as local processes, real Locust engines, a real report. Short
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.compare import CompareError, bottleneck, choose_long_n, comma_list, main
-from loadtest.summary import check_summary
-from loadtest.verdicts import verdicts
+from loadtest.compare.runner import CompareError, bottleneck, choose_long_n, comma_list, main
+from loadtest.compare.summary import check_summary
+from loadtest.compare.verdicts import verdicts
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

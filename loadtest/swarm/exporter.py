@@ -1,4 +1,4 @@
-# loadtest/exporter.py
+# loadtest/swarm/exporter.py
 #
 # The client's view of the load, in Prometheus form (DESIGN §4-5), with
 # microsecond resolution that Locust's own stats do not have (they round to

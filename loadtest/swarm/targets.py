@@ -1,4 +1,4 @@
-# loadtest/targets.py
+# loadtest/swarm/targets.py
 #
 # Where a variant listens, seen from the load generator. A variant name
 # (DESIGN §3) resolves to host:port through FIB_TARGETS:

@@ -1,11 +1,11 @@
-# loadtest/perf2.py
+# loadtest/talk/perf2.py
 #
 # Requests per second: the talk's perf2 client. One connection asks fib(1) in
 # a tight loop while a monitor thread prints the rate every second. Start a
 # long request beside it (perf1, or `nc` with 40) to watch the convoy: the
 # rate of `threads` collapses, that of a *-procpool variant does not.
 #
-#   python -m loadtest.perf2 [--host 127.0.0.1] [--port 25002] [--duration 30]
+#   python -m loadtest.talk.perf2 [--host 127.0.0.1] [--port 25002] [--duration 30]
 #
 # Unlike the talk's client, requests end with "\n" (DESIGN §2) and the run is
 # bounded by --duration.
@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from loadtest.perf1 import ErrorReply, connect, connection_arguments, positive, run
+from loadtest.talk.perf1 import ErrorReply, connect, connection_arguments, positive, run
 
 
 class Counter:
@@ -39,7 +39,7 @@ def monitor(counter: Counter, stop: threading.Event) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m loadtest.perf2",
+        prog="python -m loadtest.talk.perf2",
         description="Ask fib(1) in a tight loop on one connection; print req/s every second.",
     )
     connection_arguments(parser)

@@ -1,16 +1,16 @@
-# loadtest/compare.py
+# loadtest/compare/runner.py
 #
 # The comparison runner (DESIGN §6): every chosen scenario on every chosen
 # variant, one variant at a time, identical settings, a warm-up that is not
 # counted, R repeats; the server's own /metrics read before and after each
-# run; then summary.json, summary.md and the plots (loadtest.report).
+# run; then summary.json, summary.md and the plots (loadtest.compare.report).
 #
 #   python -m loadtest.compare                          all variants, local processes
 #   python -m loadtest.compare --variants threads,coro --scenarios convoy --repeat 3
 #   python -m loadtest.compare --target-from-compose     the running containers
 #   python -m loadtest.compare --target threads=127.0.0.1:25002
 #
-# Each scenario runs in its own `python -m loadtest.engine` process: Locust
+# Each scenario runs in its own `python -m loadtest.compare.engine` process: Locust
 # monkey-patches with gevent whatever imports it, and the load generator's
 # CPU is then simply that child's CPU.
 
@@ -39,9 +39,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadtest.report import write_report
-from loadtest.targets import CONTAINER_PORT, TargetError, parse_address
-from loadtest.verdicts import verdicts
+from loadtest.compare.report import write_report
+from loadtest.compare.verdicts import verdicts
+from loadtest.swarm.targets import CONTAINER_PORT, TargetError, parse_address
 from services import VARIANTS
 from services.core.fib import fib
 
@@ -218,9 +218,9 @@ class Plan:
 
 
 def run_engine(target: Target, scenario: str, duration: float, plan: Plan) -> dict[str, Any]:
-    """One scenario in a `loadtest.engine` child; its figures and its CPU."""
+    """One scenario in a `loadtest.compare.engine` child; its figures and its CPU."""
     command = [
-        sys.executable, "-m", "loadtest.engine", "--variant", target.variant,
+        sys.executable, "-m", "loadtest.compare.engine", "--variant", target.variant,
         "--address", f"{target.host}:{target.port}", "--scenario", scenario,
         "--duration", str(duration), "--short-n", str(plan.short_n),
         "--long-n", str(plan.long_n), "--short-users", str(plan.short_users),
@@ -505,7 +505,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

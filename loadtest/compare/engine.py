@@ -1,4 +1,4 @@
-# loadtest/engine.py
+# loadtest/compare/engine.py
 #
 # One scenario run with Locust as a library, for the comparison runner
 # (DESIGN §6): an Environment and a LocalRunner drive the lab's users
@@ -13,7 +13,7 @@
 #   loadgen_cpu_percent, asked_rps (open loop) and achieved_rps: was the
 #                load generator the limit?
 #
-#   python -m loadtest.engine --address 127.0.0.1:25000 --variant threads \
+#   python -m loadtest.compare.engine --address 127.0.0.1:25000 --variant threads \
 #       --scenario convoy --duration 10 [--long-n N] [--rate R]
 #
 # prints that dict as JSON on stdout. The comparison runner calls it in a
@@ -38,9 +38,9 @@ import locust
 from locust.env import Environment
 from locust.event import Events
 
-from loadtest.shapes import SCENARIOS
-from loadtest.targets import Address, TargetError, check_variant, parse_address, resolve
-from loadtest.users import FibOptions, LongUser, ShortUser
+from loadtest.swarm.shapes import SCENARIOS
+from loadtest.swarm.targets import Address, TargetError, check_variant, parse_address, resolve
+from loadtest.swarm.users import FibOptions, LongUser, ShortUser
 
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
 SHUTDOWN_MARGIN = 30.0  # seconds past the scenario's length before the run is cut
@@ -323,7 +323,7 @@ def run_scenario(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m loadtest.engine",
+        prog="python -m loadtest.compare.engine",
         description="Run one scenario with Locust as a library; print the figures as JSON.",
     )
     parser.add_argument("--variant", required=True, help="variant name (the label of the figures)")

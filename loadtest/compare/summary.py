@@ -1,4 +1,4 @@
-# loadtest/summary.py
+# loadtest/compare/summary.py
 #
 # The shape of a comparison run's summary.json (DESIGN §6) as TypedDicts, a
 # loader that checks it and says clearly what is wrong, and the grouping of
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NotRequired, TypedDict, TypeGuard, cast
@@ -330,3 +330,29 @@ def fmt_percent(fraction: float) -> str:
     if percent == 0 or percent >= 1:
         return f"{percent:.1f}%"
     return f"{percent:.2g}%"
+
+
+# --- figures of a run and of a group of repeats --------------------------------
+
+
+def cpu_cores(run: Run) -> float | None:
+    """Server CPU cores used on average during the run."""
+    cores = run_number(run, "server_cpu_cores")
+    if cores is not None:
+        return cores
+    seconds = run_number(run, "server_cpu_seconds")
+    if seconds is None or run["duration_s"] <= 0:
+        return None
+    return seconds / run["duration_s"]
+
+
+def drop_factor(run: Run) -> float | None:
+    before = run_number(run, "short_rps_before")
+    during = run_number(run, "short_rps_during")
+    if before is None or during is None or before <= 0:
+        return None
+    return float("inf") if during == 0 else before / during
+
+
+def group_figure(group: RunGroup, figure: Callable[[Run], float | None]) -> Spread | None:
+    return spread(figure(run) for run in group.runs)

@@ -1,4 +1,4 @@
-# loadtest/verdicts.py
+# loadtest/compare/verdicts.py
 #
 # The talk's behaviours as rules that hold on any hardware (DESIGN §6), each a
 # function of a comparison run's medians over repeats, each giving a Verdict:
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from loadtest.summary import (
+from loadtest.compare.summary import (
     RunGroup,
     Summary,
     find_group,
@@ -103,7 +103,7 @@ RULES: dict[RuleKey, Rule] = {
     )
 }
 
-# The talk's figures (loadtest/talk.py keys) each verdict is set beside.
+# The talk's figures (loadtest/talk/figures.py keys) each verdict is set beside.
 TALK_FIGURES: dict[tuple[RuleKey, str], tuple[str, ...]] = {
     ("long-serialised", "threads"): ("threads-long-1", "threads-long-2", "threads-long-3"),
     ("long-serialised", "coro"): ("coro-long-2",),

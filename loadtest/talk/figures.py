@@ -1,4 +1,4 @@
-# loadtest/talk.py
+# loadtest/talk/figures.py
 #
 # The figures David Beazley states in "Python Concurrency From the Ground Up:
 # LIVE!" (PyCon 2015), as data: what was measured, on which of his servers
@@ -7,7 +7,7 @@
 # ../shared/reference/talk-transcript.txt). The report sets them beside the
 # lab's figures. His machine and alpha Python were ~8x slower than today's
 # CPython (fib(30) 0.33 s then, ~0.045 s now), so absolute figures are context;
-# the verdicts (loadtest/verdicts.py) judge ratios.
+# the verdicts (loadtest/compare/verdicts.py) judge ratios.
 
 from __future__ import annotations
 

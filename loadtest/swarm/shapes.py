@@ -1,4 +1,4 @@
-# loadtest/shapes.py
+# loadtest/swarm/shapes.py
 #
 # The lab's scenarios (DESIGN §5) as Locust load shapes, each a list of
 # stages of --fib-stage-seconds (default 10 s):
@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from locust import LoadTestShape, User
 
-from loadtest.users import FibOptions, FibUser, LongUser, ShortUser
+from loadtest.swarm.users import FibOptions, FibUser, LongUser, ShortUser
 
 SPAWN_RATE = 100.0  # users/s: a stage's users all start at once
 # (seconds, users in all, the classes of the users this stage adds).

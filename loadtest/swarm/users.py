@@ -1,4 +1,4 @@
-# loadtest/users.py
+# loadtest/swarm/users.py
 #
 # Locust users for the line protocol (DESIGN §5), and the options they read.
 #
@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 from locust import User, constant, task
 from locust.env import Environment
 
-from loadtest.client import LineConnection, ServerError, WrongReply, fib_value, yield_to_hub
-from loadtest.exporter import DEFAULT_PORT
-from loadtest.targets import Address, check_variant, resolve
+from loadtest.swarm.client import LineConnection, ServerError, WrongReply, fib_value, yield_to_hub
+from loadtest.swarm.exporter import DEFAULT_PORT
+from loadtest.swarm.targets import Address, check_variant, resolve
 from services import VARIANTS
 
 REQUEST_TYPE = "fib"
@@ -40,14 +40,14 @@ REQUEST_TYPE = "fib"
 # replies in the kernel hands over to gevent's hub after each run, so that
 # Locust's own greenlets (shape ticks, reports, web UI, the master link) run
 # at least this often; Locust's loop and that hand-over (~30 µs) cost ~0.5%.
-# (Other users' replies do not wait for it: see loadtest.client.) Users that
+# (Other users' replies do not wait for it: see loadtest.swarm.client.) Users that
 # wait in the hub anyway take longer runs: between runs Locust's loop may
 # leave a long user's next request unsent for a few ms, and a server idle
 # for those ms serves short requests at full speed (hiding a convoy).
 TASK_SLICE = 0.005
 COOPERATIVE_TASK_SLICE = 1.0
 # A ShortUser alone in its process first waits for each reply in the kernel,
-# up to this long (see loadtest.client): with several, they would hold each
+# up to this long (see loadtest.swarm.client): with several, they would hold each
 # other up, so then all wait cooperatively.
 SOLO_KERNEL_WAIT_MS = 1
 RECONNECT_PAUSE = 0.2  # after a failure on a new connection (refused, ERR busy)

@@ -1,4 +1,4 @@
-# tests/loadtest/test_verdicts.py
+# tests/loadtest/compare/test_verdicts.py
 #
 # The DESIGN §6 rules against summaries built here from SYNTHETIC test data:
 # figures shaped like the lab's measurements on CPython 3.11-3.13 on 2 cores
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from loadtest.summary import SummaryError, check_summary, group_runs
-from loadtest.verdicts import Verdict, verdicts
+from loadtest.compare.summary import SummaryError, check_summary, group_runs
+from loadtest.compare.verdicts import Verdict, verdicts
 
 # --- synthetic test data ------------------------------------------------------
 

@@ -1,6 +1,6 @@
-# tests/loadtest/test_engine.py
+# tests/loadtest/compare/test_engine.py
 #
-# The comparison engine, `python -m loadtest.engine`, run as the comparison
+# The comparison engine, `python -m loadtest.compare.engine`, run as the comparison
 # runner runs it (a subprocess printing JSON) against real local variants:
 # the talk's convoy on `threads`, its "time doubles" on `threads`, and the
 # open-loop mode seeing the stall that closed-loop load hides on `coro`.
@@ -20,7 +20,7 @@ from tests.conftest import ROOT, Server
 
 def run_engine(*args: str | int | float, timeout: float = 90.0) -> dict[str, Any]:
     completed = subprocess.run(
-        [sys.executable, "-m", "loadtest.engine", *(str(arg) for arg in args)],
+        [sys.executable, "-m", "loadtest.compare.engine", *(str(arg) for arg in args)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -40,7 +40,7 @@ def test_engine_refuses_bad_input_with_the_reason():
         [
             sys.executable,
             "-m",
-            "loadtest.engine",
+            "loadtest.compare.engine",
             "--variant",
             "nope",
             "--scenario",

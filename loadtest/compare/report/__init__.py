@@ -1,0 +1,74 @@
+# loadtest/compare/report: a comparison run's summary.json made readable.
+#
+# tables.py writes summary.md (the talk's figures beside the lab's, a verdict
+# per rule, median and spread over repeats, the environment); plots.py draws
+# the PNGs (req/s, latency, the convoy timeline, CPU). A figure the load
+# generator limited is marked † in every table and hatched in every plot: it
+# is not the server's.
+#
+#   python -m loadtest.compare.report results/DIR/summary.json [--out DIR]
+#
+# regenerates the report from a saved summary.
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from loadtest.compare.report.plots import plot_convoy, plot_cpu, plot_latency, plot_rps
+from loadtest.compare.report.tables import render_markdown
+from loadtest.compare.summary import (
+    Summary,
+    SummaryError,
+    check_summary,
+    group_runs,
+    load_summary,
+    variants_of,
+)
+from loadtest.compare.verdicts import verdicts
+
+
+def write_report(summary: Mapping[str, object] | Summary, out_dir: Path) -> list[Path]:
+    """Write summary.md and the plots into out_dir; return their paths (summary.md first)."""
+    checked = check_summary(summary)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups = group_runs(checked)
+    variants = variants_of(checked)
+    plots: list[Path] = []
+    if groups:
+        plots.append(plot_rps(groups, variants, out_dir / "rps.png"))
+        optional = (
+            plot_latency(groups, variants, out_dir / "latency.png"),
+            plot_convoy(groups, out_dir / "convoy.png"),
+        )
+        plots.extend(plot for plot in optional if plot is not None)
+        cores = float(checked["environment"]["cores"])
+        plots.append(plot_cpu(groups, variants, cores, out_dir / "cpu.png"))
+    markdown = out_dir / "summary.md"
+    markdown.write_text(render_markdown(checked, groups, verdicts(checked), plots), "utf-8")
+    return [markdown, *plots]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.compare.report",
+        description="Regenerate a comparison report (summary.md and plots) from summary.json.",
+    )
+    parser.add_argument("summary", type=Path, help="a summary.json written by loadtest.compare")
+    parser.add_argument(
+        "--out", type=Path, help="where to write the report (default: the summary's folder)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        summary = load_summary(args.summary)
+        written = write_report(summary, args.out or args.summary.parent)
+    except SummaryError as error:
+        print(f"loadtest.compare.report: {error}", file=sys.stderr)
+        return 2
+    for verdict in verdicts(summary):
+        print(verdict.line())
+    for path in written:
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,270 @@
+# loadtest/compare/report/plots.py
+#
+# The report's PNG plots: req/s, latency percentiles, the convoy timeline and
+# CPU per variant. A figure the load generator limited is hatched.
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
+
+from loadtest.compare.report.tables import LATENCY_COLUMNS, LOADGEN_MARK
+from loadtest.compare.summary import (
+    Run,
+    RunGroup,
+    Spread,
+    cpu_cores,
+    group_figure,
+    run_number,
+    variant_order,
+)
+
+# --- plots ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    figures: list[Spread | None]  # one per variant
+    loadgen_bound: list[bool]  # one per variant
+    color: str | tuple[float, float, float, float]
+
+
+def variant_color(variant: str) -> tuple[float, float, float, float]:
+    # stable across reports: the variant's place in the talk's order
+    index = variant_order(variant)[0]
+    color: tuple[float, float, float, float] = colormaps["tab10"](index % 10)
+    return color
+
+
+def series_color(index: int) -> tuple[float, float, float, float]:
+    color: tuple[float, float, float, float] = colormaps["tab10"](index % 10)
+    return color
+
+
+def plain_number(value: float, _position: object = None) -> str:
+    # 10,000 and 0.05 rather than 10^4 and 5x10^-2: readers compare with the tables
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
+
+def log_axis(ax: Axes, *, show_zero: bool = False) -> None:
+    if show_zero:
+        # symlog: logarithmic above 1, linear below, so 0 req/s is on the axis
+        ax.set_yscale("symlog", linthresh=1)
+    else:
+        ax.set_yscale("log")
+
+        def minor_label(value: float, _position: object = None) -> str:
+            # label minor ticks only when the axis spans under two decades
+            low, high = ax.get_ylim()
+            return plain_number(value) if low > 0 and high / low < 100 else ""
+
+        ax.yaxis.set_minor_formatter(FuncFormatter(minor_label))
+    ax.yaxis.set_major_formatter(FuncFormatter(plain_number))
+
+
+def grouped_bars(
+    ax: Axes, variants: Sequence[str], series: Sequence[Series], *, log: bool | None = None
+) -> None:
+    """Bars per variant, one per series, error bars for the spread, hatched if loadgen-bound.
+
+    log: a log y axis; None chooses one when the figures span more than 50×.
+    """
+    width = 0.8 / max(len(series), 1)
+    positive = [
+        value
+        for one in series
+        for figure in one.figures
+        if figure is not None
+        for value in (figure.low, figure.high)
+        if value > 0
+    ]
+    if log is None:
+        # a wide spread (short vs long requests, a collapse) needs a log scale
+        log = bool(positive) and max(positive) / min(positive) > 50
+    log = log and bool(positive)  # nothing above 0 has no log scale
+    if log:
+        log_axis(ax)  # bars that are exactly 0 get a "0" at the axis floor below
+    for offset, one in enumerate(series):
+        xs = [index + (offset - (len(series) - 1) / 2) * width for index in range(len(variants))]
+        heights = [figure.median if figure else 0.0 for figure in one.figures]
+        below = [figure.median - figure.low if figure else 0.0 for figure in one.figures]
+        above = [figure.high - figure.median if figure else 0.0 for figure in one.figures]
+        bars = ax.bar(xs, heights, width, label=one.label, color=one.color, edgecolor="black")
+        ax.errorbar(xs, heights, yerr=[below, above], fmt="none", ecolor="black", capsize=2)
+        for bar, bound in zip(bars, one.loadgen_bound, strict=True):
+            if bound:
+                bar.set_hatch("///")
+        if log:
+            # a log axis cannot draw 0: say it at the axis floor
+            for x, figure in zip(xs, one.figures, strict=True):
+                if figure is not None and figure.median == 0:
+                    ax.annotate(
+                        "0",
+                        (x, 0),
+                        xycoords=("data", "axes fraction"),
+                        xytext=(0, 2),
+                        textcoords="offset points",
+                        ha="center",
+                        fontsize="small",
+                        color=one.color,
+                        fontweight="bold",
+                    )
+    ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def loadgen_legend(ax: Axes, series: Sequence[Series]) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if any(bound for one in series for bound in one.loadgen_bound):
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="///"))
+        labels.append(f"loadgen-bound {LOADGEN_MARK} (not the server's figure)")
+    # outside the axes, right: never over a bar
+    ax.legend(handles, labels, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def bar_series(
+    groups: Sequence[RunGroup],
+    variants: Sequence[str],
+    figure_of: Callable[[RunGroup], Spread | None],
+) -> list[Series]:
+    """One series per scenario stage (short, long ×k, convoy) present in `groups`."""
+    labels: list[str] = []
+    for group in groups:
+        if group.label not in labels:
+            labels.append(group.label)
+    series = []
+    for index, label in enumerate(labels):
+        by_variant = {group.variant: group for group in groups if group.label == label}
+        series.append(
+            Series(
+                label,
+                [figure_of(by_variant[v]) if v in by_variant else None for v in variants],
+                [by_variant[v].loadgen_bound if v in by_variant else False for v in variants],
+                series_color(index),
+            )
+        )
+    return series
+
+
+def plot_rps(groups: Sequence[RunGroup], variants: Sequence[str], path: Path) -> Path:
+    plain = [group for group in groups if group.scenario != "convoy"]
+    series = bar_series(plain, variants, lambda group: group.stat("rps"))
+    convoys = {group.variant: group for group in groups if group.scenario == "convoy"}
+    for field, label in (("short_rps_before", "convoy: before"), ("short_rps_during", "during")):
+        if convoys:
+            series.append(
+                Series(
+                    f"{label} the long request",
+                    [convoys[v].stat(field) if v in convoys else None for v in variants],
+                    [convoys[v].loadgen_bound if v in convoys else False for v in variants],
+                    series_color(len(series)),
+                )
+            )
+    figure = Figure(figsize=(max(8.0, 1.3 * len(variants) + 3), 5.5), layout="constrained")
+    ax = figure.subplots()
+    grouped_bars(ax, variants, series)
+    ax.set_title("Requests per second by variant and scenario (median, min–max over repeats)")
+    ax.set_ylabel("requests / s" + (" (log scale)" if ax.get_yscale() == "log" else ""))
+    loadgen_legend(ax, series)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def plot_latency(groups: Sequence[RunGroup], variants: Sequence[str], path: Path) -> Path | None:
+    scenarios = [s for s in ("short", "convoy") if any(g.scenario == s for g in groups)]
+    if not scenarios:
+        return None
+    figure = Figure(
+        figsize=(max(8.0, 1.1 * len(variants) + 3), 4.5 * len(scenarios)), layout="constrained"
+    )
+    axes = figure.subplots(len(scenarios), 1, squeeze=False)[:, 0]
+    for ax, scenario in zip(axes, scenarios, strict=True):
+        chosen = {g.variant: g for g in groups if g.scenario == scenario}
+        shown = [v for v in variants if v in chosen]
+        series = [
+            Series(
+                title,
+                [chosen[v].latency(key) for v in shown],
+                [chosen[v].loadgen_bound for v in shown],
+                series_color(index),
+            )
+            for index, (key, title) in enumerate(LATENCY_COLUMNS)
+        ]
+        grouped_bars(ax, shown, series, log=True)
+        ax.set_title(f"Client-side latency, {scenario} scenario")
+        ax.set_ylabel("ms (log scale)")
+        loadgen_legend(ax, series)
+    figure.suptitle("Latency percentiles per variant (median over repeats)")
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def median_repeat(group: RunGroup) -> Run:
+    # the repeat whose collapse is the median one: a typical timeline, not the best or worst
+    ranked = sorted(group.runs, key=lambda run: run_number(run, "short_rps_during") or 0.0)
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def plot_convoy(groups: Sequence[RunGroup], path: Path) -> Path | None:
+    convoys = [g for g in groups if g.scenario == "convoy" and median_repeat(g).get("timeline")]
+    if not convoys:
+        return None
+    figure = Figure(figsize=(12, 5.5), layout="constrained")
+    ax = figure.subplots()
+    windows: list[tuple[float, float]] = []
+    for group in convoys:
+        run = median_repeat(group)
+        points = run.get("timeline", [])
+        mark = f" {LOADGEN_MARK}" if run["bottleneck"] == "loadgen" else ""
+        ax.plot(
+            [point["t"] for point in points],
+            [point["short_rps"] for point in points],
+            color=variant_color(group.variant),
+            marker=".",
+            label=f"{group.variant}{mark}",
+        )
+        window = run.get("long_window")
+        if window:
+            windows.append((window[0], window[1]))
+    if windows:
+        # one shaded span, the union: per-variant spans stacked on top of each
+        # other would hide the lines
+        start, end = min(w[0] for w in windows), max(w[1] for w in windows)
+        ax.axvspan(
+            start,
+            end,
+            color="grey",
+            alpha=0.15,
+            label=f"long request running ({start:g}–{end:g} s, union over variants)",
+        )
+    log_axis(ax, show_zero=True)  # the coroutines' stall is 0 req/s
+    ax.set_ylim(bottom=0)
+    ax.set_title("Convoy: short-request rate each second (one typical repeat per variant)")
+    ax.set_xlabel("seconds since the run's start")
+    ax.set_ylabel("short requests / s (log scale, 0 shown)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def plot_cpu(groups: Sequence[RunGroup], variants: Sequence[str], cores: float, path: Path) -> Path:
+    series = bar_series(groups, variants, lambda group: group_figure(group, cpu_cores))
+    figure = Figure(figsize=(max(8.0, 1.3 * len(variants) + 3), 5.5), layout="constrained")
+    ax = figure.subplots()
+    grouped_bars(ax, variants, series, log=False)  # cores: a small range, 0 .. the CPU count
+    ax.axhline(cores, color="red", linestyle="--", label=f"{cores:g} CPUs available")
+    ax.set_ylim(0, max(cores * 1.15, ax.get_ylim()[1]))
+    ax.set_title("Server CPU used by variant and scenario (pool workers included)")
+    ax.set_ylabel("CPU cores (CPU-seconds per second)")
+    loadgen_legend(ax, series)
+    figure.savefig(path, dpi=110)
+    return path
