@@ -8,7 +8,7 @@
 # (Grafana provisions it from files); tests/test_dashboards.py re-generates it
 # in memory and fails when the committed files are stale.
 #
-# Queries use only the metric names of DESIGN §4. Every panel's description
+# Queries use only the metric names of docs/design.md §4. Every panel's description
 # says what Beazley's PyCon 2015 talk predicts there.
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def variant_variable() -> builders.QueryVariable:
     return (
         builders.QueryVariable("variant")
         .label("variant")
-        .description("Server variants to show (DESIGN §3), from fib_info")
+        .description("Server variants to show (docs/design.md §3), from fib_info")
         .datasource(DATASOURCE)
         .query("label_values(fib_info, variant)")
         .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
@@ -404,7 +404,7 @@ def variants_dashboard() -> builders.Dashboard:
             "Load generator: req/s and users",
             "What Locust sends (left axis) and how many users it runs (right axis), per "
             "target variant. When its req/s is flat while the server's CPU is below the "
-            "limit, the load generator, not the server, is the bottleneck (DESIGN §5): "
+            "limit, the load generator, not the server, is the bottleneck (docs/design.md §5): "
             "the talk's perf2 client was a single Python loop too.",
             "reqps",
             12,
@@ -576,7 +576,7 @@ def variants_dashboard() -> builders.Dashboard:
         time_series(
             layout,
             "Error replies by code",
-            "ERR replies per second by code (DESIGN §2). The talk's servers had no error "
+            "ERR replies per second by code (docs/design.md §2). The talk's servers had no error "
             "handling (a bad line killed the handler); here bad input gets an error "
             "reply and the server keeps serving. Expect 0 under the lab's load; "
             "server-error means a pool worker died.",

@@ -1,7 +1,7 @@
 # services: the Fibonacci micro-service of Beazley's PyCon 2015 talk, written
 # once per concurrency model. Run one with `python -m services <variant>`.
 #
-# The variants, in the talk's order (DESIGN §3). A name is the compose
+# The variants, in the talk's order (docs/design.md §3). A name is the compose
 # service, the `variant` label and the CLI name; its module is the name with
 # "-" as "_".
 VARIANTS = (

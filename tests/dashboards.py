@@ -41,7 +41,7 @@ def _metric(*labels: str, histogram: bool = False) -> Metric:
     return Metric(frozenset(labels), histogram)
 
 
-# DESIGN §4: the only names dashboards may use (counters with their _total).
+# docs/design.md §4: the only names dashboards may use (counters with their _total).
 CONTRACT: dict[str, Metric] = {
     "fib_requests_total": _metric("variant", "n", "outcome"),
     "fib_request_duration_seconds": _metric("variant", "n", histogram=True),
@@ -256,7 +256,7 @@ def usage(expr: str) -> Usage:
 
 
 def contract_problems(expr: str) -> list[str]:
-    """Why `expr` is not a query over DESIGN §4's metrics (empty when it is)."""
+    """Why `expr` is not a query over docs/design.md §4's metrics (empty when it is)."""
     try:
         found = usage(expr)
     except ValueError as error:
@@ -268,7 +268,7 @@ def contract_problems(expr: str) -> list[str]:
     known_labels: set[str] = set(TARGET_LABELS)
     for name in sorted(found.metrics):
         if name not in series:
-            problems.append(f"{name} is not in the DESIGN §4 contract")
+            problems.append(f"{name} is not in the docs/design.md §4 contract")
             continue
         known_labels |= series[name]
         unknown = found.matched.get(name, set()) - series[name] - TARGET_LABELS

@@ -1,6 +1,6 @@
 # tests/test_conformance.py
 #
-# The conformance suite: the wire protocol of DESIGN §2, the metrics of §4
+# The conformance suite: the wire protocol of docs/design.md §2, the metrics of §4
 # and the talk's concurrency semantics of §3, asserted against every variant
 # running as a real process. A new variant gets every test here for free,
 # and must declare in CONCURRENCY what the talk says it does.

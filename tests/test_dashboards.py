@@ -4,7 +4,7 @@
 # cannot be had here): the committed JSON is what grafana/dashboards.py
 # generates; each dashboard is a valid model with unique panel ids and no
 # overlapping panels; every datasource reference is the provisioned one;
-# every query parses as PromQL and reads only DESIGN §4 metrics and labels;
+# every query parses as PromQL and reads only docs/design.md §4 metrics and labels;
 # the provisioning files point where docker-compose.yml mounts them.
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def test_every_query_reads_only_contract_metrics() -> None:
 def test_the_contract_check_catches_typos_and_foreign_metrics() -> None:
     assert contract_problems('rate(fib_requests_total{variant="threads"}[4s])') == []
     assert contract_problems("rate(fib_request_total[4s])") == [
-        "fib_request_total is not in the DESIGN §4 contract"
+        "fib_request_total is not in the docs/design.md §4 contract"
     ]
     assert contract_problems('fib_info{varaint="threads"}') == ["fib_info has no label ['varaint']"]
     assert contract_problems("sum by (variant) (process_cpu_seconds_total)")

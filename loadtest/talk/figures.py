@@ -3,8 +3,8 @@
 # The figures David Beazley states in "Python Concurrency From the Ground Up:
 # LIVE!" (PyCon 2015), as data: what was measured, on which of his servers
 # (named by the lab variant that re-implements it), the number or words he
-# used, and where in the talk (caption start time, from
-# ../shared/reference/talk-transcript.txt). The report sets them beside the
+# used, and where in the talk (the start time of the video's caption, so a
+# reader can find the moment: TALK_VIDEO). The report sets them beside the
 # lab's figures. His machine and alpha Python were ~8x slower than today's
 # CPython (fib(30) 0.33 s then, ~0.045 s now), so absolute figures are context;
 # the verdicts (loadtest/compare/verdicts.py) judge ratios.

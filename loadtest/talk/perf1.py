@@ -8,7 +8,7 @@
 #   python -m loadtest.talk.perf1 [--host 127.0.0.1] [--port 25002] [--n 30]
 #                            [--duration 30] [--count C]
 #
-# Unlike the talk's client, requests end with "\n" (DESIGN §2), and the run is
+# Unlike the talk's client, requests end with "\n" (docs/design.md §2), and the run is
 # bounded. The line-protocol client here is shared with perf2.
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-# The compose-published port of `threads` (DESIGN §7: sync 25001, threads 25002, ...).
+# The compose-published port of `threads` (docs/design.md §7: sync 25001, threads 25002, ...).
 DEFAULT_PORT = 25002
 CONNECT_TIMEOUT = 5.0
 

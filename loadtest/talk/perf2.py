@@ -7,7 +7,7 @@
 #
 #   python -m loadtest.talk.perf2 [--host 127.0.0.1] [--port 25002] [--duration 30]
 #
-# Unlike the talk's client, requests end with "\n" (DESIGN §2) and the run is
+# Unlike the talk's client, requests end with "\n" (docs/design.md §2) and the run is
 # bounded by --duration.
 
 from __future__ import annotations

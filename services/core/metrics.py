@@ -1,6 +1,6 @@
 # services/core/metrics.py
 #
-# The Prometheus metrics of DESIGN §4, in the server process only (pool
+# The Prometheus metrics of docs/design.md §4, in the server process only (pool
 # workers never touch them, so prometheus_client's multiprocess mode is not
 # needed). The `variant` label is set here, in-process.
 #
@@ -64,7 +64,7 @@ class NullMetrics:
 
 
 class Metrics(NullMetrics):
-    """The DESIGN §4 metrics of one variant, in their own registry."""
+    """The docs/design.md §4 metrics of one variant, in their own registry."""
 
     def __init__(self, variant: str, cpu_source: str = "auto") -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series

@@ -4,7 +4,7 @@
 # Bytes go in, requests come out; replies and error lines are bytes to send.
 # Every variant drives this same object from its own kind of I/O: blocking
 # sockets, generator tasks or asyncio streams. Framing, strict parsing and
-# limits therefore live here once (DESIGN §2).
+# limits therefore live here once (docs/design.md §2).
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Protocol
 
 
 class ErrorCode(Enum):
-    """The error replies of DESIGN §2, and whether the connection survives them."""
+    """The error replies of docs/design.md §2, and whether the connection survives them."""
 
     NOT_AN_INTEGER = ("not-an-integer", False)
     OUT_OF_RANGE = ("out-of-range", False)

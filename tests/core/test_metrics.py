@@ -1,6 +1,6 @@
 # tests/core/test_metrics.py
 #
-# The metrics of DESIGN §4 (services/core/metrics.py), read back through
+# The metrics of docs/design.md §4 (services/core/metrics.py), read back through
 # prometheus_client's own text-format parser: exactly the contract's names,
 # types and labels, bounded n labels, the histogram buckets, fib_info, and a
 # CPU counter that includes the process's children.
@@ -32,7 +32,7 @@ from services.core.metrics import (
 )
 from services.core.protocol import ErrorCode
 
-# DESIGN §4: family name (as the parser names it) -> (type, labels)
+# docs/design.md §4: family name (as the parser names it) -> (type, labels)
 CONTRACT = {
     "fib_requests": ("counter", {"variant", "n", "outcome"}),
     "fib_request_duration_seconds": ("histogram", {"variant", "n"}),

@@ -1,8 +1,8 @@
 # tests/core/test_protocol.py
 #
-# The sans-IO line protocol (services/core/protocol.py) against DESIGN §2:
+# The sans-IO line protocol (services/core/protocol.py) against docs/design.md §2:
 # framing, the strict integer grammar, the line limit, end of stream. The
-# property tests compare it with a reference model written from DESIGN §2
+# property tests compare it with a reference model written from docs/design.md §2
 # alone and check that how the bytes are split into chunks never matters.
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ _DIGITS = re.compile(rb"-?[0-9]+")
 
 
 def reference_outcomes(stream: bytes, max_n: int, max_line: int) -> list[int | str]:
-    """DESIGN §2 read literally, for a stream followed by end of stream."""
+    """docs/design.md §2 read literally, for a stream followed by end of stream."""
     found: list[int | str] = []
     *lines, partial = stream.split(b"\n")
     for line in lines:
