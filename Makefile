@@ -4,16 +4,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 VARIANT ?= threads
+# More arguments of `python -m loadtest.compare`: ARGS="--variants coro --scenarios convoy"
+ARGS ?=
 
 .PHONY: help venv browser lint test test-fast bench-server bench-loadgen bench-instructions serve dashboards \
-	up down logs compare compare-quick compare-docker report clean
+	up up-no-grafana down logs compare compare-quick compare-docker report clean
 
 help:
 	@echo "make test          lint (ruff, mypy) and every test; creates $(VENV) on first use"
 	@echo "make up / down / logs    the lab in Docker (docker compose up -d / down / logs -f)"
+	@echo "make up-no-grafana the lab without Grafana (when its image cannot be pulled)"
 	@echo "make compare       every variant, every scenario: a report in results/<time>/ (~10 min)"
 	@echo "make compare-quick threads vs threads-procpool, short runs (a smoke test, ~1 min)"
 	@echo "make compare-docker  the same comparison inside the compose network"
+	@echo "    compare, compare-quick, compare-docker take ARGS, e.g. ARGS=\"--variants coro --scenarios convoy\""
 	@echo "make report DIR=results/<time>   redraw a report from its summary.json"
 	@echo "make bench-loadgen req/s of the raw perf2 loop vs one Locust user"
 	@echo "make bench-instructions  instrumentation cost in instructions (valgrind)"
@@ -74,6 +78,14 @@ up:
 	docker compose up -d --build
 	@echo "Locust http://127.0.0.1:8089  Grafana http://127.0.0.1:3000  Prometheus http://127.0.0.1:9090"
 
+# `docker compose up` pulls Grafana's image before it starts anything: without
+# a registry (offline, an outage) nothing starts. The services are listed by
+# compose itself; an empty list would mean all of them, so it stops there.
+up-no-grafana:
+	services="$$(docker compose config --services | grep -vx grafana)" && \
+		docker compose up -d --build $$services
+	@echo "Locust http://127.0.0.1:8089  Prometheus http://127.0.0.1:9090"
+
 down:
 	docker compose down
 
@@ -81,15 +93,18 @@ logs:
 	docker compose logs -f --tail=100
 
 compare: $(STAMP)
-	$(BIN)/python -m loadtest.compare
+	$(BIN)/python -m loadtest.compare $(ARGS)
 
 compare-quick: $(STAMP)
 	$(BIN)/python -m loadtest.compare --variants threads,threads-procpool \
-		--duration 4 --repeat 1 --warmup 1
+		--duration 4 --repeat 1 --warmup 1 $(ARGS)
 
+# Builds first: the compare service runs locust-master's image and has no
+# `build:` of its own (docker-compose.yml), so `run` alone would not rebuild it.
 compare-docker:
 	mkdir -p results
-	docker compose --profile compare run --rm --user "$$(id -u):$$(id -g)" compare
+	docker compose build
+	docker compose --profile compare run --rm --user "$$(id -u):$$(id -g)" compare $(ARGS)
 
 report: $(STAMP)
 	@test -n "$(DIR)" || (echo "usage: make report DIR=results/<time>"; exit 2)

@@ -17,7 +17,7 @@ from services import VARIANTS, module_name
 from services.core import pools
 from services.core.metrics import Metrics
 from services.core.runtime import Lab
-from services.core.settings import parse_settings
+from services.core.settings import Settings, env_var, flag, parse_settings
 
 
 def main(argv: list[str]) -> None:
@@ -31,11 +31,14 @@ def main(argv: list[str]) -> None:
     lab = Lab(settings)
     try:
         listener = lab.listen()
-        if isinstance(lab.metrics, Metrics):
-            port = lab.metrics.serve(settings.host, settings.metrics_port)
-            print(f"metrics on http://{settings.host}:{port}/metrics", flush=True)
     except OSError as error:
-        sys.exit(f"cannot listen: {error}")
+        sys.exit(cannot_listen("the line protocol", settings, "port", error))
+    if isinstance(lab.metrics, Metrics):
+        try:
+            port = lab.metrics.serve(settings.host, settings.metrics_port)
+        except OSError as error:
+            sys.exit(cannot_listen("/metrics", settings, "metrics_port", error))
+        print(f"metrics on http://{settings.host}:{port}/metrics", flush=True)
     lab.install_signal_handlers(listener)
     host, port = listener.getsockname()[:2]
     print(f"listening on {host}:{port}", flush=True)
@@ -48,6 +51,20 @@ def main(argv: list[str]) -> None:
     # Not sys.exit: that would join pool threads still running an abandoned
     # fib(45). Process-pool workers notice their server is gone and exit too.
     os._exit(0)
+
+
+def cannot_listen(what: str, settings: Settings, port_setting: str, error: OSError) -> str:
+    """The exit message: which address failed, why, and the setting to change."""
+    address = f"{settings.host}:{getattr(settings, port_setting)}"
+    errno = error.errno or 0
+    if errno < 0:  # getaddrinfo's codes are negative: the host does not resolve
+        setting, reason = "host", str(error)
+    else:  # rebuilt: socket.create_server's message repeats the address
+        setting, reason = port_setting, f"[Errno {errno}] {os.strerror(errno)}"
+    return (
+        f"cannot listen for {what} on {address}: {reason}"
+        f" (choose another with {flag(setting)} or {env_var(setting)})"
+    )
 
 
 if __name__ == "__main__":

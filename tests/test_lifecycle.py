@@ -1,6 +1,6 @@
 # tests/test_lifecycle.py
 #
-# The lifecycle and fault part of the conformance suite (DESIGN §2): what a
+# The lifecycle and fault part of the conformance suite (docs/design.md §2): what a
 # server does when it is told to stop, when it or its pool workers are
 # killed, when clients vanish, and when thousands of clients stay connected.
 # Every variant runs as a real subprocess in its own process group; every
@@ -17,6 +17,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from services import VARIANTS
 from .conftest import (
     EVENT_LOOP_VARIANTS,
     POOL_VARIANTS,
+    ROOT,
     Server,
     answer,
     group_members,
@@ -333,3 +335,30 @@ def test_client_vanishing_mid_request_costs_nothing(variant, launch):
     )
     wait_for(lambda: fd_count(server.pid) <= fds + 2, 5, f"fd count back to {fds} (+2)")
     assert server.process.poll() is None
+
+
+# -- ports already taken -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "other"),
+    [
+        pytest.param("--port", "FIB_PORT", "--metrics-port", id="port"),
+        pytest.param("--metrics-port", "FIB_METRICS_PORT", "--port", id="metrics_port"),
+    ],
+)
+def test_taken_port_names_its_address_and_setting(variant, flag, env, other):
+    """A port another process holds: the server exits non-zero before serving,
+    naming the address it could not bind and the setting that moves it."""
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        taken = holder.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "services", variant, flag, str(taken), other, "0"],
+            cwd=ROOT, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert result.returncode != 0, result.stdout
+    assert "listening on" not in result.stdout
+    message = result.stderr.strip()
+    assert f"127.0.0.1:{taken}" in message, message
+    assert "Address already in use" in message, message
+    assert f"{flag} or {env}" in message, message

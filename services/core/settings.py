@@ -68,7 +68,7 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return check
 
 
-# field -> (parser, help). The environment variable is FIB_<FIELD>.
+# field -> (parser, help). The environment variable is env_var(field).
 _OPTIONS: dict[str, tuple[Callable[[str], object], str]] = {
     "host": (str, "address to listen on (containers use 0.0.0.0)"),
     "port": (_port, "TCP port of the line protocol"),
@@ -83,6 +83,16 @@ _OPTIONS: dict[str, tuple[Callable[[str], object], str]] = {
     "switch_interval": (_at_least(0, float), "sys.setswitchinterval (0: default)"),
     "cpu_source": (_choice("auto", "cgroup", "process"), "what fib_cpu_seconds_total counts"),
 }
+
+
+def env_var(name: str) -> str:
+    """The environment variable of a setting: FIB_<FIELD>."""
+    return f"FIB_{name.upper()}"
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a setting: --<field-with-dashes>."""
+    return "--" + name.replace("_", "-")
 
 
 def _for_argparse(kind: Callable[[str], object]) -> Callable[[str], object]:
@@ -107,19 +117,25 @@ def parse_settings(
     )
     parser.add_argument("variant", choices=list(variants) or None, help="which server to run")
     for name, (kind, help_text) in _OPTIONS.items():
-        env = f"FIB_{name.upper()}"
+        env = env_var(name)
         default = defaults[name]
         if env in environ:
             try:
                 default = kind(environ[env])
             except ValueError as error:
                 parser.error(f"{env}={environ[env]!r}: {error}")
-        flag = "--" + name.replace("_", "-")
+        # %(default)s: the value in force, the environment's when it sets one.
         parser.add_argument(
-            flag, type=_for_argparse(kind), default=default, help=f"{help_text} [{env}]"
+            flag(name),
+            type=_for_argparse(kind),
+            default=default,
+            help=f"{help_text} [{env}] (default: %(default)s)",
         )
     parser.add_argument(
-        "--no-metrics", dest="metrics", action="store_false", help="serve without instrumentation"
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        help="serve without instrumentation (default: metrics on)",
     )
     args = parser.parse_args(argv)
     return Settings(**vars(args))

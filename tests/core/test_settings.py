@@ -1,14 +1,16 @@
 # tests/core/test_settings.py
 #
-# Settings (services/core/settings.py): DESIGN §2 defaults, FIB_* environment
+# Settings (services/core/settings.py): docs/design.md §2 defaults, FIB_* environment
 # variables, command-line flags overriding them, and bad values refused with
 # exit code 2 and a message that names the variable or flag.
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from dataclasses import fields
 
 import pytest
 
@@ -66,6 +68,23 @@ def test_environment_then_flag(field: str, env: str, flag: str, text: str, value
     # The flag wins over the environment.
     default = getattr(parse(["threads"]), field)
     assert getattr(parse(["threads", flag, str(default)], {env: text}), field) == default
+
+
+def test_help_shows_every_default_the_environment_included(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["--help"], {"FIB_PORT": "25005"})
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    expected = {f.name: f.default for f in fields(Settings) if f.name not in ("variant", "metrics")}
+    expected["port"] = 25005  # the environment's, not the built-in 25000
+    for name, default in expected.items():
+        flag, env = "--" + name.replace("_", "-"), f"FIB_{name.upper()}"
+        # The option, its help (no "[" in it), its variable, then its default.
+        entry = rf"{flag} [A-Z_]+ [^[]*\[{env}\] \(default: {re.escape(str(default))}\)"
+        assert re.search(entry, text), f"{flag}: no default {default} in --help"
+    assert "--no-metrics serve without instrumentation (default: metrics on)" in text
 
 
 def test_pool_workers_setting_sets_workers() -> None:

@@ -2,17 +2,21 @@
 #
 # The real compose stack for end-to-end tests: built and started with its own
 # project name and with no fixed host ports (an override resets them), so a
-# lab the user already runs on 25001.., 9090, 8089 is left alone. Grafana's
-# image cannot be had on the build machines: every other service is started.
+# lab the user already runs on 25001.., 9090, 8089 is left alone. Both reach
+# `docker compose` and `make` through Compose's own environment variables
+# (COMPOSE_PROJECT_NAME, COMPOSE_FILE), so the stack is started by the very
+# target users type: `make up-no-grafana` (Grafana's image cannot be had on
+# the build machines).
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +40,7 @@ def require_docker() -> None:
 
 def docker_problem() -> str | None:
     if shutil.which("docker") is None:
-        return "no docker client on PATH (run: bash ../shared/sandbox/docker-up.sh)"
+        return "no docker client on PATH (install Docker Engine and the Compose v2 plugin)"
     for command in (["docker", "info"], ["docker", "compose", "version"]):
         result = subprocess.run(command, capture_output=True, text=True, timeout=60)
         if result.returncode:
@@ -47,31 +51,91 @@ def docker_problem() -> str | None:
 @dataclass
 class Stack:
     override: Path
+    # This project's images before the session built it (the earlier build's,
+    # untagged now when the sources changed since): ID -> name.
+    earlier_images: dict[str, str] = field(default_factory=dict)
+
+    def environment(self) -> dict[str, str]:
+        files = os.pathsep.join([str(ROOT / "docker-compose.yml"), str(self.override)])
+        return {
+            **os.environ,
+            "COMPOSE_PROJECT_NAME": PROJECT,
+            "COMPOSE_FILE": files,
+            "COMPOSE_PATH_SEPARATOR": os.pathsep,
+        }
+
+    def run(
+        self, command: list[str], timeout: float, check: bool
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            command, cwd=ROOT, env=self.environment(), capture_output=True, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+        if check and result.returncode:
+            raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
 
     def compose(
         self, *args: str, timeout: float = 600, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        command = ["docker", "compose", "-p", PROJECT, "-f", "docker-compose.yml"]
-        command += ["-f", str(self.override), *args]
-        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode:
-            raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result
+        return self.run(["docker", "compose", *args], timeout, check)
+
+    def make(self, target: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+        """A Make target that runs `docker compose`, against this stack."""
+        return self.run(["make", "--no-print-directory", target], timeout, check=True)
 
     def services(self) -> list[str]:
+        """What `make up-no-grafana` starts: every service of the default profile but Grafana."""
         names = self.compose("config", "--services").stdout.split()
         return [name for name in names if name not in WITHOUT]
+
+    def images(self) -> dict[str, str]:
+        """Every image built for this project (compose labels them), ID -> name."""
+        listed = subprocess.run(
+            ["docker", "images", "--filter", f"label=com.docker.compose.project={PROJECT}",
+             "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        return dict(line.split(" ", 1) for line in listed.splitlines())
+
+    def built_images(self) -> dict[str, str]:
+        """This project's images but an earlier build's that this session's
+        untagged (the sources changed since), ID -> name."""
+        return {
+            image: name
+            for image, name in self.images().items()
+            if image not in self.earlier_images or name != "<none>:<none>"
+        }
+
+    def forget_dangling_images(self) -> None:
+        """Remove this project's untagged images, left by earlier builds."""
+        subprocess.run(
+            ["docker", "image", "prune", "-f", "--filter",
+             f"label=com.docker.compose.project={PROJECT}"],
+            capture_output=True, check=True,
+        )  # fmt: skip
+
+    def containers(self) -> dict[str, str]:
+        """Each started service's container ID."""
+        return {service: self.container(service) for service in self.services()}
+
+    def container(self, service: str) -> str:
+        return self.compose("ps", "-a", "-q", service).stdout.split()[0]
 
     def host_port(self, service: str, port: int) -> int:
         out = self.compose("port", service, str(port)).stdout.strip()
         return int(out.rsplit(":", 1)[1])
 
-    def container_state(self, service: str) -> dict[str, Any]:
-        container = self.compose("ps", "-a", "-q", service).stdout.split()[0]
+    def inspect(self, service: str) -> dict[str, Any]:
         out = subprocess.run(
-            ["docker", "inspect", container], capture_output=True, text=True, check=True
-        ).stdout
-        state: dict[str, Any] = json.loads(out)[0]["State"]
+            ["docker", "inspect", self.container(service)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        found: dict[str, Any] = json.loads(out)[0]
+        return found
+
+    def container_state(self, service: str) -> dict[str, Any]:
+        state: dict[str, Any] = self.inspect(service)["State"]
         return state
 
     def wait_healthy(self, services: Sequence[str], timeout: float = 180) -> None:

@@ -1,9 +1,10 @@
 # tests/e2e/test_compose.py
 #
-# The lab as users start it: the images built, every service of
-# docker-compose.yml up (but grafana, whose image cannot be had here),
-# healthy, scraped by the real Prometheus, under real Locust load; stopped
-# cleanly; and gone without a trace after `down -v` (tests/e2e/conftest.py).
+# The lab as users start it: `make up-no-grafana` builds one image per
+# Dockerfile and starts every service of docker-compose.yml but grafana
+# (whose image cannot be had here), healthy, scraped by the real Prometheus,
+# under real Locust load; a second `up` leaves it alone; stopped cleanly; and
+# gone without a trace after `down -v` (tests/e2e/conftest.py).
 # Tests run in file order against the session's one stack.
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def test_compose_file_follows_the_design() -> None:
     for index, variant in enumerate(VARIANTS):
         service = services[variant]
         assert service["command"] == [variant]
-        assert service["ports"] == [f"127.0.0.1:{25001 + index}:25000"]  # DESIGN §7
+        assert service["ports"] == [f"127.0.0.1:{25001 + index}:25000"]  # docs/design.md §7
         for key in ("init", "cpus", "healthcheck", "ulimits", "stop_grace_period", "restart"):
             assert key in service, f"{variant}: {key} missing (from the x-variant template)"
     assert len({str(services[v]["cpus"]) for v in VARIANTS}) == 1, "identical CPU limits"
@@ -49,6 +50,24 @@ def test_compose_file_follows_the_design() -> None:
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
     assert services["prometheus"]["image"] == "prom/prometheus:v2.53.3"
     assert services["grafana"]["image"].startswith("grafana/grafana-oss:")
+
+
+def test_each_dockerfile_is_built_by_one_service() -> None:
+    """Compose labels an image with the service that builds it: two services
+    building one Dockerfile make two images. The others run it by name and
+    never ask a registry for it."""
+    services = compose_file()["services"]
+    builders: dict[str, list[str]] = {}
+    for name, service in services.items():
+        if "build" in service:
+            builders.setdefault(service["build"]["dockerfile"], []).append(name)
+    assert builders == {
+        "services/Dockerfile": ["sync"],
+        "loadtest/Dockerfile": ["locust-master"],
+    }
+    for name, service in services.items():
+        if service.get("image", "").startswith("fiblab-"):
+            assert service.get("pull_policy") == "never", f"{name} may pull {service['image']}"
 
 
 def test_prometheus_config_passes_promtool() -> None:
@@ -81,6 +100,32 @@ def test_every_variant_is_scraped(stack: Stack, prometheus: Prometheus) -> None:
     assert all(up.get(f"{v}:9100") == 1 for v in VARIANTS), up
     info = prometheus.wait_for("fib_info", set(VARIANTS))
     assert set(info) == set(VARIANTS)
+
+
+def test_one_image_per_dockerfile(stack: Stack) -> None:
+    """Two images, each run by every service of its Dockerfile; a rebuild of
+    unchanged sources makes no new one."""
+    images = stack.built_images()
+    assert sorted(images.values()) == ["fiblab-loadtest:latest", "fiblab-services:latest"], images
+    stack.compose("build", "--quiet", timeout=1200)
+    assert stack.built_images() == images, "`docker compose build` made new images"
+    image_id = {name: image for image, name in images.items()}
+    services = compose_file()["services"]
+    expected, running = {}, {}
+    for service in stack.services():
+        if (name := services[service]["image"]) in image_id:
+            expected[service] = image_id[name]
+            running[service] = stack.inspect(service)["Image"].removeprefix("sha256:")[:12]
+    assert set(VARIANTS) | {"locust-master", "locust-worker"} <= expected.keys()
+    assert running == expected
+
+
+def test_a_second_up_recreates_nothing(stack: Stack) -> None:
+    containers = stack.containers()
+    again = stack.make("up-no-grafana")
+    assert stack.containers() == containers, again.stderr
+    assert "Recreate" not in again.stderr + again.stdout
+    stack.wait_healthy(stack.services())
 
 
 def test_cpu_is_counted_per_container(stack: Stack, prometheus: Prometheus) -> None:
