@@ -1,9 +1,12 @@
 # loadtest/compare/runner.py
 #
-# The comparison runner (DESIGN §6): every chosen scenario on every chosen
+# The comparison runner (docs/design.md §6): every chosen scenario on every chosen
 # variant, one variant at a time, identical settings, a warm-up that is not
 # counted, R repeats; the server's own /metrics read before and after each
-# run; then summary.json, summary.md and the plots (loadtest.compare.report).
+# run (and every SAMPLE_PERIOD during a long run, to give each stage its own
+# CPU); the machine's CPU used by other processes over each run
+# (loadtest.compare.machine); then summary.json, summary.md and the plots
+# (loadtest.compare.report).
 #
 #   python -m loadtest.compare                          all variants, local processes
 #   python -m loadtest.compare --variants threads,coro --scenarios convoy --repeat 3
@@ -17,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import datetime
 import json
@@ -39,14 +43,18 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest.compare import machine
 from loadtest.compare.report import write_report
+from loadtest.compare.summary import plural
 from loadtest.compare.verdicts import verdicts
 from loadtest.swarm.targets import CONTAINER_PORT, TargetError, parse_address
 from services import VARIANTS
 from services.core.fib import fib
+from services.core.settings import Settings
 
 SCENARIOS = ("short", "long", "convoy")
-SERVER_METRICS_PORT = 9100  # DESIGN §2 default, also inside every container
+MAX_N = Settings("threads").max_n  # the servers' default largest n (docs/design.md §2)
+SERVER_METRICS_PORT = 9100  # docs/design.md §2 default, also inside every container
 # A run is the load generator's, not the server's, when the generator got
 # less than this share of the rate it asked for ...
 ACHIEVED_SHARE = 0.9
@@ -158,7 +166,17 @@ def wait_until_answering(target: Target, timeout: float = 60.0) -> None:
 # --- the server's own view ---------------------------------------------------------
 
 
-def scrape(target: Target) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+CPU_METRIC = "fib_cpu_seconds_total"
+# Seconds between scrapes during a long run. The server's CPU rate steps at
+# a stage boundary; interpolating between scrapes this far apart puts at
+# most about a tenth of a CPU-second in the wrong stage, against stages of
+# a few seconds; more often would cost the server CPU (a scrape folds its
+# tallies) for nothing.
+SAMPLE_PERIOD = 0.2
+
+
+def scrape(target: Target) -> Samples:
     """Every sample of the variant's /metrics, keyed by (name, labels); {} if unknown."""
     if target.metrics_url is None:
         return {}
@@ -172,6 +190,82 @@ def scrape(target: Target) -> dict[tuple[str, frozenset[tuple[str, str]]], float
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+@dataclass(frozen=True)
+class Scrape:
+    at: float  # time.monotonic() halfway through the scrape
+    samples: Samples
+
+
+def timed_scrape(target: Target) -> Scrape:
+    sent = time.monotonic()
+    samples = scrape(target)
+    return Scrape((sent + time.monotonic()) / 2, samples)
+
+
+class Sampler:
+    """The server's /metrics at the start, every `period` s in a thread, and at the end.
+
+    period None: the start and the end only.
+    """
+
+    def __init__(self, target: Target, period: float | None) -> None:
+        self.target = target
+        self.period = period
+        self.scrapes: list[Scrape] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Sampler:
+        self.scrapes.append(timed_scrape(self.target))
+        if self.period is not None and self.target.metrics_url is not None:
+            self._thread = threading.Thread(target=self._run, args=(self.period,), daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self, period: float) -> None:
+        while not self._stop.wait(period):
+            self.scrapes.append(timed_scrape(self.target))
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.scrapes.append(timed_scrape(self.target))
+
+
+def cpu_at(scrapes: Sequence[Scrape], t: float) -> float | None:
+    """The server's cumulative CPU seconds at monotonic time t, linear between scrapes.
+
+    None outside the scraped span or when no scrape has the metric.
+    """
+    points = [
+        (one.at, total)
+        for one in scrapes
+        if (total := metric_total(one.samples, CPU_METRIC)) is not None
+    ]
+    if not points or not points[0][0] <= t <= points[-1][0]:
+        return None
+    index = bisect.bisect_left([at for at, _ in points], t)
+    if points[index][0] == t:
+        return points[index][1]
+    (t0, cpu0), (t1, cpu1) = points[index - 1], points[index]
+    return cpu0 + (cpu1 - cpu0) * (t - t0) / (t1 - t0)
+
+
+def cpu_between(scrapes: Sequence[Scrape], start: float, stop: float) -> float | None:
+    first, last = cpu_at(scrapes, start), cpu_at(scrapes, stop)
+    return None if first is None or last is None else last - first
+
+
+def nearest_scrape(scrapes: Sequence[Scrape], t: float) -> Samples:
+    return min(scrapes, key=lambda one: abs(one.at - t)).samples if scrapes else {}
+
+
+def metric_total(samples: Samples, name: str) -> float | None:
+    values = [value for (sample, _labels), value in samples.items() if sample == name]
+    return sum(values) if values else None
 
 
 def delta(before: dict[Any, float], after: dict[Any, float], name: str) -> float | None:
@@ -265,14 +359,29 @@ def bottleneck(run: dict[str, Any]) -> str:
     return "server"
 
 
+def server_cpu_figures(cpu: float | None, requests: int, duration: float) -> dict[str, Any]:
+    """The server's CPU over a run or a stage: seconds, cores on average, seconds per reply."""
+    return {
+        "server_cpu_seconds": None if cpu is None else round(cpu, 4),
+        "server_cpu_cores": None if cpu is None or duration <= 0 else round(cpu / duration, 3),
+        "cpu_seconds_per_request": round(cpu / requests, 7) if cpu and requests else None,
+    }
+
+
+def loadgen_per_request(loadgen_cpu_percent: float, requests: int, duration: float) -> float | None:
+    return round(loadgen_cpu_percent / 100.0 * duration / requests, 7) if requests else None
+
+
 def runs_of(target: Target, scenario: str, repeat: int, plan: Plan) -> list[dict[str, Any]]:
     """Run one scenario once; its run objects (long: one per clients stage)."""
-    before = scrape(target)
-    figures = run_engine(target, scenario, plan.duration, plan)
-    after = scrape(target)
+    machine_before = machine.snapshot()
+    with Sampler(target, SAMPLE_PERIOD if scenario == "long" else None) as sampler:
+        figures = run_engine(target, scenario, plan.duration, plan)
+    machine_after = machine.snapshot()
+    before, after = sampler.scrapes[0].samples, sampler.scrapes[-1].samples
     duration = figures["duration_s"]
     requests = figures["requests"]
-    cpu = delta(before, after, "fib_cpu_seconds_total")
+    cpu = delta(before, after, CPU_METRIC)
     base: dict[str, Any] = {
         "variant": target.variant,
         "scenario": scenario,
@@ -285,53 +394,130 @@ def runs_of(target: Target, scenario: str, repeat: int, plan: Plan) -> list[dict
         "server_latency_ms": server_latency_ms(
             before, after, plan.long_n if scenario == "long" else plan.short_n
         ),
-        "server_cpu_seconds": None if cpu is None else round(cpu, 4),
-        "server_cpu_cores": None if cpu is None else round(cpu / duration, 3),
-        "cpu_seconds_per_request": round(cpu / requests, 7) if cpu and requests else None,
+        **server_cpu_figures(cpu, requests, duration),
         "loadgen_cpu_percent": figures["loadgen_cpu_percent"],
         "asked_rps": figures["asked_rps"],
         "achieved_rps": figures["achieved_rps"],
+        # The engine child was reaped inside the window: own_cpu counts it.
+        **machine.foreign_cpu(machine_before, machine_after, cpu),
         "timeline": figures["timeline"],
     }
     base["bottleneck"] = bottleneck(base)
-    base["loadgen_cpu_seconds_per_request"] = (
-        round(figures["loadgen_cpu_percent"] / 100.0 * duration / requests, 7) if requests else None
+    base["loadgen_cpu_seconds_per_request"] = loadgen_per_request(
+        figures["loadgen_cpu_percent"], requests, duration
     )
     if scenario == "convoy":
         for key in ("short_rps_before", "short_rps_during", "long_seconds", "long_window"):
             base[key] = figures.get(key)
         return [base]
     if scenario == "long":
-        return [
-            {
-                **base,
-                "clients": stage["clients"],
-                "requests": stage["requests"],
-                "rps": round(stage["requests"] / duration, 3),
-                "seconds_per_request": stage["seconds_per_request"],
-            }
-            for stage in figures.get("stages", [])
-        ]
+        return stage_runs(base, figures, sampler.scrapes, plan.long_n)
     return [base]
+
+
+def stage_runs(
+    base: dict[str, Any], figures: dict[str, Any], scrapes: Sequence[Scrape], long_n: int
+) -> list[dict[str, Any]]:
+    """One run object per stage of the long scenario, every figure the stage's own.
+
+    The engine gives each stage's window in seconds since its start and that
+    start on the monotonic clock this process shares; the server's CPU and
+    histogram in the window come from the scrapes taken meanwhile.
+    """
+    origin = figures.get("monotonic_start")
+    runs = []
+    for stage in figures.get("stages", []):
+        cpu, server_latency = None, None
+        if origin is not None:
+            start, stop = (origin + t for t in stage["window"])
+            cpu = cpu_between(scrapes, start, stop)
+            server_latency = server_latency_ms(
+                nearest_scrape(scrapes, start), nearest_scrape(scrapes, stop), long_n
+            )
+        duration, requests = stage["duration_s"], stage["requests"]
+        run = {
+            key: value
+            for key, value in base.items()
+            if key != "timeline"  # the whole run's, not the stage's
+        }
+        run.update(
+            {
+                "clients": stage["clients"],
+                "stage_window": stage["window"],
+                "duration_s": duration,
+                "requests": requests,
+                "errors": stage["errors"],
+                "rps": stage["rps"],
+                "latency_ms": stage["latency_ms"],
+                "latency_requests": stage["latency_requests"],
+                "seconds_per_request": stage["seconds_per_request"],
+                "server_latency_ms": server_latency,
+                **server_cpu_figures(cpu, requests, duration),
+                "loadgen_cpu_seconds_per_request": loadgen_per_request(
+                    base["loadgen_cpu_percent"], requests, duration
+                ),
+            }
+        )
+        run["bottleneck"] = bottleneck(run)
+        runs.append(run)
+    return runs
 
 
 # --- the whole comparison ------------------------------------------------------------
 
 
-def choose_long_n(target_seconds: float) -> tuple[int, float]:
-    """The n whose naive fib takes about `target_seconds` here (fib grows by φ per n)."""
-    n = 20
+PHI = (1 + 5**0.5) / 2  # fib(n + 1) costs φ times fib(n)
+# The shortest call timed to extrapolate from: a 1 ms call varies by a
+# tenth or more from one call to the next (the chosen n flipped between
+# two values on successive runs); 20 ms does not.
+TIMED_AT_LEAST = 0.02
+
+
+def timed_fib(n: int) -> float:
+    """Seconds one naive fib(n) takes in this process."""
     started = time.perf_counter()
     fib(n)
-    took = time.perf_counter() - started
-    phi = (1 + 5**0.5) / 2
-    while took * phi < target_seconds and n < 45:
+    return time.perf_counter() - started
+
+
+def choose_long_n(target_seconds: float) -> tuple[int, float]:
+    """The n whose naive fib takes about `target_seconds` here, and what fib(n) took.
+
+    The time returned is a measurement of fib(n) itself, not the extrapolation.
+    """
+    n, took = 20, timed_fib(20)
+    while took < TIMED_AT_LEAST and n < MAX_N:
         n += 1
-        took *= phi
-    return n, took
+        took = timed_fib(n)
+    while took * PHI < target_seconds and n < MAX_N:
+        n += 1
+        took *= PHI
+    return n, timed_fib(n)
 
 
-def environment(plan: Plan, target_kind: str, long_seconds: float) -> dict[str, Any]:
+def long_seconds_on(target: Target, n: int) -> float:
+    """One fib(n) request to the server alone: the seconds until its reply."""
+    with socket.create_connection((target.host, target.port), timeout=30) as sock:
+        sock.settimeout(600)
+        started = time.perf_counter()
+        sock.sendall(b"%d\n" % n)
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        took = time.perf_counter() - started
+    if reply.startswith(b"ERR") or not reply.endswith(b"\n"):
+        raise CompareError(
+            f"{target.variant} did not answer fib({n}): {reply.decode(errors='replace')!r}"
+        )
+    return took
+
+
+def environment(
+    plan: Plan, target_kind: str, long_seconds: float, busy: machine.Busy = machine.NOT_SAMPLED
+) -> dict[str, Any]:
     gil_check = getattr(sys, "_is_gil_enabled", None)
     return {
         "cores": len(os.sched_getaffinity(0)),
@@ -350,6 +536,9 @@ def environment(plan: Plan, target_kind: str, long_seconds: float) -> dict[str, 
         "target": target_kind,
         "short_users": plan.short_users,
         "rate": plan.rate,
+        "busy_cores_at_start": busy.cores,
+        "load_average_at_start": busy.load,
+        "noisy_threshold_cores": machine.NOISY_FOREIGN_CORES,
     }
 
 
@@ -380,6 +569,7 @@ def compare(plan: Plan, targets: dict[str, Target] | None, target_kind: str) -> 
     progress = Progress(plan)
     runs: list[dict[str, Any]] = []
     servers: dict[str, dict[str, str]] = {}
+    long_seconds: dict[str, float] = {}
     for variant in plan.variants:
         context = (
             contextlib.nullcontext(targets[variant])
@@ -393,11 +583,21 @@ def compare(plan: Plan, targets: dict[str, Target] | None, target_kind: str) -> 
                 print(f"      {variant}: warm-up {plan.warmup:g} s", file=sys.stderr, flush=True)
                 run_engine(target, "short", plan.warmup, plan)
                 progress.warmups_left -= 1
+            if {"long", "convoy"} & set(plan.scenarios):
+                # what the figures of one long client are set against: the
+                # server's own time for fib(long_n) alone (the runner's may differ)
+                long_seconds[variant] = round(long_seconds_on(target, plan.long_n), 3)
+                print(
+                    f"      {variant}: fib({plan.long_n}) alone takes "
+                    f"{long_seconds[variant]:.2f} s on the server",
+                    file=sys.stderr,
+                    flush=True,
+                )
             for scenario in plan.scenarios:
                 for repeat in range(plan.repeat):
                     progress.step(variant, scenario, repeat, plan.repeat)
                     runs += runs_of(target, scenario, repeat, plan)
-    return {"servers": servers, "runs": runs}
+    return {"servers": servers, "long_seconds_server": long_seconds, "runs": runs}
 
 
 def server_info(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> dict[str, str]:
@@ -419,6 +619,35 @@ def comma_list(text: str, allowed: Sequence[str], what: str) -> list[str]:
             f"{', '.join(allowed)} or all"
         )
     return chosen
+
+
+MIN_DURATION = 3.0  # three stages, each at least one of the shape's one-second ticks
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Every numeric option in its range; a CompareError naming each one that is not."""
+    rules = (
+        ("--duration", args.duration, args.duration >= MIN_DURATION,
+         f"must be at least {MIN_DURATION:g} seconds (a scenario has three stages of whole "
+         "seconds)"),
+        ("--repeat", args.repeat, args.repeat >= 1, "must be at least 1"),
+        ("--warmup", args.warmup, args.warmup >= 0, "must be at least 0 seconds"),
+        ("--short-n", args.short_n, 0 <= args.short_n <= MAX_N,
+         f"must be from 0 to {MAX_N} (the servers' largest n)"),
+        ("--long-seconds", args.long_seconds, args.long_seconds > 0,
+         "must be more than 0 seconds"),
+        ("--short-users", args.short_users, args.short_users >= 1, "must be at least 1"),
+        ("--rate", args.rate, args.rate >= 0, "must be at least 0 (0: closed loop)"),
+        ("--metrics-port", args.metrics_port, 1 <= args.metrics_port <= 65535,
+         "must be a TCP port from 1 to 65535"),
+    )  # fmt: skip
+    broken = [
+        f"{option} {value:g}: {rule if math.isfinite(value) else 'must be a finite number'}"
+        for option, value, ok, rule in rules
+        if not (math.isfinite(value) and ok)
+    ]
+    if broken:
+        raise CompareError("; ".join(broken))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -452,19 +681,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         variants = comma_list(args.variants, VARIANTS, "variant")
         scenarios = comma_list(args.scenarios, SCENARIOS, "scenario")
-        if args.duration < 3 or args.repeat < 1 or args.warmup < 0 or args.short_users < 1:
+        check_numbers(args)
+        if args.long_n != "auto" and not (args.long_n.isdigit() and int(args.long_n) <= MAX_N):
             raise CompareError(
-                "need --duration >= 3, --repeat >= 1, --warmup >= 0, --short-users >= 1"
+                f"--long-n {args.long_n!r}: expected auto or an integer from 0 to {MAX_N} "
+                "(the servers' largest n)"
             )
-        if args.long_n == "auto":
-            long_n, long_seconds = choose_long_n(args.long_seconds)
-        elif args.long_n.isdigit():
-            long_n = int(args.long_n)
-            started = time.perf_counter()
-            fib(long_n)
-            long_seconds = time.perf_counter() - started
-        else:
-            raise CompareError(f"--long-n {args.long_n!r}: expected an integer or auto")
         targets: dict[str, Target] | None = None
         target_kind = "local"
         if args.target_from_compose:
@@ -476,6 +698,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 variants = [v for v in variants if v in targets]
             elif missing:
                 raise CompareError(f"no --target for {', '.join(missing)}")
+        busy = machine.busy_now()
+        if busy.busy:
+            print(busy.warning(), file=sys.stderr, flush=True)
+        if args.long_n == "auto":
+            long_n, long_seconds = choose_long_n(args.long_seconds)
+        else:
+            long_n = int(args.long_n)
+            long_seconds = timed_fib(long_n)
         plan = Plan(
             variants, scenarios, args.duration, args.repeat, args.warmup,
             args.short_n, long_n, args.short_users, args.rate,
@@ -483,14 +713,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = args.out or Path("results") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         print(
             f"comparing {', '.join(variants)} on {', '.join(scenarios)}: {args.duration:g} s x "
-            f"{args.repeat}; short fib({args.short_n}), long fib({long_n}) "
-            f"(~{long_seconds:.2f} s here)",
+            f"{plural(args.repeat, 'repeat')}; short fib({args.short_n}), long fib({long_n}): "
+            f"{long_seconds:.2f} s in this process",
             file=sys.stderr,
         )
         measured = compare(plan, targets, target_kind)
         summary = {
-            "environment": environment(plan, target_kind, long_seconds)
-            | {"servers": measured["servers"]},
+            "environment": environment(plan, target_kind, long_seconds, busy)
+            | {
+                "servers": measured["servers"],
+                "long_seconds_server": measured["long_seconds_server"],
+            },
             "runs": measured["runs"],
         }
     except CompareError as error:

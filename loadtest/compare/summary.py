@@ -1,9 +1,11 @@
 # loadtest/compare/summary.py
 #
-# The shape of a comparison run's summary.json (DESIGN §6) as TypedDicts, a
+# The shape of a comparison run's summary.json (docs/design.md §6) as TypedDicts, a
 # loader that checks it and says clearly what is wrong, and the grouping of
 # runs by (variant, scenario, clients) with median and spread over repeats,
-# which the verdicts and the report both read.
+# which the verdicts and the report both read. Fields added later (the
+# long stages' own figures, the machine's foreign CPU, `noisy`) are
+# optional, so that older summaries still load.
 
 from __future__ import annotations
 
@@ -15,12 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NotRequired, TypedDict, TypeGuard, cast
 
+from loadtest.compare.machine import NOISY_FOREIGN_CORES
 from services import VARIANTS
 
 Scenario = Literal["short", "long", "convoy"]
 Bottleneck = Literal["server", "loadgen"]
 SCENARIOS: tuple[Scenario, ...] = ("short", "long", "convoy")
 PERCENTILES = ("p50", "p90", "p99", "p999", "max")
+NOISY_MARK = "‡"  # a run during which other processes used the machine (see machine.py)
+NO_REPLY = "no reply in this stage"
+NO_WHOLE_REQUEST = "no request ran wholly inside this stage"
 
 
 class LatencyMs(TypedDict):
@@ -54,8 +60,20 @@ class Environment(TypedDict):
     duration_s: NotRequired[float]
     repeat: NotRequired[int]
     target: NotRequired[str]  # "local", "compose" or "given"
+    # CPU cores other processes used in the second before the first run, and
+    # the 1-minute load average then
+    busy_cores_at_start: NotRequired[float | None]
+    load_average_at_start: NotRequired[float | None]
+    noisy_threshold_cores: NotRequired[float]  # foreign CPU from which a run is noisy
+    # Per variant: seconds one fib(long_n) takes on that server alone
+    long_seconds_server: NotRequired[dict[str, float]]
     # Per variant, what it runs: its fib_info labels (python, implementation, gil).
     servers: NotRequired[dict[str, dict[str, str]]]
+
+
+class LoadAverage(TypedDict):
+    start: float | None  # 1-minute load average when the run began
+    end: float | None  # ... and when it ended
 
 
 class Run(TypedDict):
@@ -74,9 +92,16 @@ class Run(TypedDict):
     server_latency_ms: NotRequired[dict[str, float | None] | None]
     server_cpu_cores: NotRequired[float | None]
     asked_rps: NotRequired[float | None]
-    # long runs: one run object per clients stage
+    # long runs: one run object per clients stage, every figure the stage's own
     clients: NotRequired[int]
     seconds_per_request: NotRequired[float | None]
+    stage_window: NotRequired[list[float]]  # [start, end] s since the run's start
+    latency_requests: NotRequired[int]  # requests wholly inside the stage (latency, s/request)
+    # The machine during the run (all stages of a long run share them)
+    foreign_cpu_cores: NotRequired[float | None]  # other processes, cores on average
+    steal_cpu_cores: NotRequired[float | None]  # taken by the hypervisor, cores on average
+    load_average: NotRequired[LoadAverage]
+    noisy: NotRequired[bool]  # foreign_cpu_cores >= noisy_threshold_cores
     # convoy runs
     short_rps_before: NotRequired[float]
     short_rps_during: NotRequired[float]
@@ -91,7 +116,7 @@ class Summary(TypedDict):
 
 
 class SummaryError(ValueError):
-    """summary.json does not have the shape of DESIGN §6."""
+    """summary.json does not have the shape of docs/design.md §6."""
 
 
 # --- loading and checking ---------------------------------------------------
@@ -116,6 +141,9 @@ def check_summary(data: object) -> Summary:
     for field in ("python", "date"):
         if not isinstance(environment.get(field), str):
             raise SummaryError(f"environment.{field}: expected a string")
+    for field in ("busy_cores_at_start", "load_average_at_start", "noisy_threshold_cores"):
+        if field in environment:
+            _number(environment, field, "environment", nullable=field != "noisy_threshold_cores")
     runs = data.get("runs")
     if not isinstance(runs, list):
         raise SummaryError("summary.runs: expected a list of run objects")
@@ -143,15 +171,27 @@ def _check_run(run: object, where: str) -> None:
     if run["scenario"] == "long":
         _number(run, "clients", where)
         _number(run, "seconds_per_request", where, nullable=True)
+    for field in ("latency_requests", "foreign_cpu_cores", "steal_cpu_cores"):
+        if field in run:
+            _number(run, field, where, nullable=field != "latency_requests")
+    if "noisy" in run and not isinstance(run["noisy"], bool):
+        raise SummaryError(f"{where}.noisy: expected true or false")
+    if "load_average" in run:
+        loads = _object(run, "load_average", where)
+        for field in ("start", "end"):
+            _number(loads, field, f"{where}.load_average", nullable=True)
     if run["scenario"] == "convoy":
         _number(run, "short_rps_before", where)
         _number(run, "short_rps_during", where)
         _number(run, "long_seconds", where, nullable=True)
-    window = run.get("long_window")
-    if window is not None and not (
-        isinstance(window, list | tuple) and len(window) == 2 and all(_is_number(t) for t in window)
-    ):
-        raise SummaryError(f"{where}.long_window: expected [start, end] in seconds")
+    for field in ("long_window", "stage_window"):
+        window = run.get(field)
+        if window is not None and not (
+            isinstance(window, list | tuple)
+            and len(window) == 2
+            and all(_is_number(t) for t in window)
+        ):
+            raise SummaryError(f"{where}.{field}: expected [start, end] in seconds")
     timeline = run.get("timeline")
     if timeline is not None:
         if not isinstance(timeline, list):
@@ -235,6 +275,30 @@ class RunGroup:
     def loadgen_bound(self) -> bool:
         return self.loadgen_runs > 0
 
+    @property
+    def noisy_runs(self) -> int:
+        return sum(run.get("noisy") is True for run in self.runs)
+
+    @property
+    def noisy(self) -> bool:
+        """Other processes kept the machine busy in at least one repeat (marked ‡)."""
+        return self.noisy_runs > 0
+
+    @property
+    def only_noisy(self) -> bool:
+        """Every repeat ran on a busy machine: no quiet figure to judge by."""
+        return bool(self.runs) and self.noisy_runs == len(self.runs)
+
+    @property
+    def gap(self) -> str | None:
+        """What a long stage lacks, in words: a stage with no reply says so."""
+        gaps = [stage_gap(run) for run in self.runs]
+        for text in (NO_REPLY, NO_WHOLE_REQUEST):
+            count = gaps.count(text)
+            if count:
+                return text if count == len(gaps) else f"{text} in {count} of {len(gaps)} repeats"
+        return None
+
     def stat(self, field: str) -> Spread | None:
         return spread(run_number(run, field) for run in self.runs)
 
@@ -251,8 +315,22 @@ class RunGroup:
         )
 
 
+def stage_gap(run: Run) -> str | None:
+    if run["scenario"] != "long":
+        return None
+    if run["requests"] == 0:
+        return NO_REPLY
+    if run.get("seconds_per_request") is None:
+        return NO_WHOLE_REQUEST
+    return None
+
+
+def noisy_threshold(summary: Summary) -> float:
+    return summary["environment"].get("noisy_threshold_cores", NOISY_FOREIGN_CORES)
+
+
 def variant_order(variant: str) -> tuple[int, str]:
-    # the talk's order (DESIGN §3); anything else after it, by name
+    # the talk's order (docs/design.md §3); anything else after it, by name
     if variant in VARIANTS:
         return (VARIANTS.index(variant), variant)
     return (len(VARIANTS), variant)
@@ -291,6 +369,11 @@ def find_group(
 
 
 # --- figures as text --------------------------------------------------------
+
+
+def plural(count: int, noun: str) -> str:
+    """1 repeat, 2 repeats."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def fmt_rps(value: float | None) -> str:

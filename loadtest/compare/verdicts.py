@@ -1,10 +1,12 @@
 # loadtest/compare/verdicts.py
 #
-# The talk's behaviours as rules that hold on any hardware (DESIGN §6), each a
+# The talk's behaviours as rules that hold on any hardware (docs/design.md §6), each a
 # function of a comparison run's medians over repeats, each giving a Verdict:
 # reproduced, not reproduced, or None when the data cannot say (a scenario
 # stage is missing, or the load generator, not the server, limited a figure
-# the rule reads: such a figure is never presented as the server's).
+# the rule reads: such a figure is never presented as the server's; or every
+# repeat of a figure it reads ran while other processes kept the machine
+# busy: noisy, to be rerun on a quiet machine).
 # A rule is judged only for the variants present in the run.
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from loadtest.compare.summary import (
+    NOISY_MARK,
     RunGroup,
     Summary,
     find_group,
@@ -36,7 +39,7 @@ RuleKey = Literal[
     "pool-baseline-below-threads",
 ]
 
-# Which variants each rule speaks of (DESIGN §3 names).
+# Which variants each rule speaks of (docs/design.md §3 names).
 SERIALISED_LONG_VARIANTS = ("threads", "coro")  # fib under one GIL / one loop
 INLINE_LOOP_VARIANTS = ("coro", "asyncio")  # fib runs on the only loop thread
 PROCESS_POOL_VARIANTS = (
@@ -124,16 +127,22 @@ TALK_FIGURES: dict[tuple[RuleKey, str], tuple[str, ...]] = {
 }
 
 
+NOISY_STATUS = "noisy — rerun on a quiet machine"
+
+
 @dataclass(frozen=True)
 class Verdict:
     rule: RuleKey
     variant: str
-    reproduced: bool | None  # None: not enough data, or loadgen-bound
+    reproduced: bool | None  # None: not enough data, loadgen-bound or noisy
     figures: str  # the lab's figures the verdict rests on
     loadgen_bound: bool = False  # a figure read was limited by the load generator
+    noisy: bool = False  # a figure read comes only from runs on a busy machine
 
     @property
     def status(self) -> str:
+        if self.noisy:
+            return NOISY_STATUS
         if self.loadgen_bound:
             return "loadgen-bound"
         if self.reproduced is None:
@@ -147,6 +156,7 @@ class Verdict:
             "not reproduced": "❌",
             "loadgen-bound": "⚠",
             "not enough data": "❔",
+            NOISY_STATUS: NOISY_MARK,
         }[self.status]
 
     @property
@@ -162,6 +172,25 @@ class Verdict:
 def _judged(
     rule: RuleKey, variant: str, holds: bool, figures: str, groups: Iterable[RunGroup]
 ) -> Verdict:
+    groups = list(groups)
+    # A figure measured only while other processes kept the machine busy is
+    # not the experiment: the convoy's depth depends on a free core. (A busy
+    # machine can also starve the load generator: this is said first.)
+    noisy = [group for group in groups if group.only_noisy]
+    if noisy:
+        where = "; ".join(f"{group.variant} {group.label}" for group in noisy)
+        note = (
+            f"{figures} (every repeat of {where} ran while other processes used the "
+            f"machine {NOISY_MARK}: not judged)"
+        )
+        return Verdict(rule, variant, None, note, noisy=True)
+    partly = [group for group in groups if group.noisy]
+    if partly:
+        counts = "; ".join(
+            f"{group.variant} {group.label}: {group.noisy_runs} of {len(group.runs)} repeats noisy"
+            for group in partly
+        )
+        figures += f" ({counts} {NOISY_MARK})"
     # A figure the load generator limited says nothing about the server.
     bound = [group for group in groups if group.loadgen_bound]
     if bound:
@@ -193,7 +222,8 @@ def long_serialised(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
     one = stages[1]
     base = one.stat("seconds_per_request") if one else None
     if one is None or base is None or base.median <= 0:
-        return _no_data("long-serialised", variant, "no 1-client long figure to compare with")
+        why = f"1 client: {one.gap}" if one is not None and one.gap else "no 1-client long figure"
+        return _no_data("long-serialised", variant, f"{why}: nothing to compare with")
     parts = [f"1 client {fmt_seconds(base.median)}"]
     holds = True
     measured: list[RunGroup] = [one]
@@ -201,14 +231,19 @@ def long_serialised(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
         stage = stages[clients]
         seconds = stage.stat("seconds_per_request") if stage else None
         if stage is None or seconds is None:
-            parts.append(f"{clients} clients not measured")
+            gap = stage.gap if stage is not None else None
+            parts.append(f"{clients} clients: {gap}" if gap else f"{clients} clients not measured")
             continue
         measured.append(stage)
         ratio = seconds.median / base.median
         holds = holds and low <= ratio <= high
         parts.append(f"{clients} clients {fmt_seconds(seconds.median)} ({ratio:.2f}×)")
     if len(measured) == 1:
-        return _no_data("long-serialised", variant, "only the 1-client stage was measured")
+        return _no_data(
+            "long-serialised",
+            variant,
+            f"only the 1-client stage has a figure: {', '.join(parts)}",
+        )
     return _judged("long-serialised", variant, holds, ", ".join(parts), measured)
 
 

@@ -1,6 +1,6 @@
 # loadtest/swarm/client.py
 #
-# One persistent TCP connection speaking the line protocol (DESIGN §2): send
+# One persistent TCP connection speaking the line protocol (docs/design.md §2): send
 # `N\n`, read one reply line. Plain `socket`: under Locust, gevent's monkey
 # patching makes it cooperative, so thousands of users share one thread; in
 # a plain program it is an ordinary blocking socket.

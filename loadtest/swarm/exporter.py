@@ -1,6 +1,6 @@
 # loadtest/swarm/exporter.py
 #
-# The client's view of the load, in Prometheus form (DESIGN §4-5), with
+# The client's view of the load, in Prometheus form (docs/design.md §4-5), with
 # microsecond resolution that Locust's own stats do not have (they round to
 # whole milliseconds below 100 ms, and fib(1) takes tens of microseconds):
 #
@@ -50,7 +50,7 @@ DEFAULT_PORT = 9646
 
 log = logging.getLogger("fiblab.exporter")
 
-prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series (DESIGN §4)
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series (docs/design.md §4)
 
 
 @dataclass
@@ -186,13 +186,18 @@ def linger(table: LatencyTable, seconds: float) -> None:
 
 
 def attach(
-    environment: Environment, *, host: str, port: int, linger_seconds: float
+    environment: Environment,
+    *,
+    host: str,
+    port: int,
+    linger_seconds: float,
+    variant: Callable[[], str],
 ) -> LatencyTable:
     """Feed a LatencyTable from `environment`'s requests; serve or forward it by runner kind.
 
     Worker: its counts go to the master with each stats report. Master or
     standalone: /metrics on host:port (port 0: not served), summing workers'
-    reports on a master.
+    reports on a master; `variant()` labels its user count.
     """
     from locust.runners import MasterRunner, WorkerRunner
 
@@ -208,8 +213,7 @@ def attach(
         return table
 
     def users() -> tuple[str, int]:
-        variant = str(getattr(environment.parsed_options, "fib_target", "") or "")
-        return variant, runner.user_count if runner is not None else 0
+        return variant(), runner.user_count if runner is not None else 0
 
     table.users = users
     if isinstance(runner, MasterRunner):

@@ -1,6 +1,6 @@
 # loadtest/swarm/shapes.py
 #
-# The lab's scenarios (DESIGN §5) as Locust load shapes, each a list of
+# The lab's scenarios (docs/design.md §5) as Locust load shapes, each a list of
 # stages of --fib-stage-seconds (default 10 s):
 #
 #   ShortScenario   N short users                         (N: -u, default 1)

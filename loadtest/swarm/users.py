@@ -1,11 +1,19 @@
 # loadtest/swarm/users.py
 #
-# Locust users for the line protocol (DESIGN §5), and the options they read.
+# Locust users for the line protocol (docs/design.md §5), and the options they read.
 #
 #   ShortUser  fib(1) back to back: the talk's perf2 (n: --fib-short-n)
 #   LongUser   fib(30) back to back: the talk's perf1 (n: --fib-long-n)
 #
-# Each user holds ONE persistent connection to the chosen variant and reports
+# ShortUser weighs 3, LongUser 1: with both classes, Locust's first user is
+# a short one, the second a long one (the talk's convoy), then three short
+# users for each long one.
+#
+# The target is Locust's Host (--host, the web UI's Host field) when given:
+# tcp://HOST:PORT or a variant (coro, tcp://coro); else --fib-target (and
+# --fib-address).
+#
+# Each user holds ONE persistent connection to the target and reports
 # every request through events.request (request_type "fib", name "fib(N)"),
 # with the response time in float milliseconds (not rounded) and the variant
 # and the user's role in the request context (the exporter and the engine
@@ -32,7 +40,7 @@ from locust.env import Environment
 
 from loadtest.swarm.client import LineConnection, ServerError, WrongReply, fib_value, yield_to_hub
 from loadtest.swarm.exporter import DEFAULT_PORT
-from loadtest.swarm.targets import Address, check_variant, resolve
+from loadtest.swarm.targets import Target, check_variant, choose_target
 from services import VARIANTS
 
 REQUEST_TYPE = "fib"
@@ -91,39 +99,69 @@ class FibOptions:
             raise OptionError(f"--fib-stage-seconds must be > 0, got {self.stage_seconds}")
         return self
 
-    def address_of_target(self) -> Address:
-        return resolve(self.target, address=self.address or None)
+
+def target_of(environment: Environment) -> Target:
+    """What `environment` loads: its Host when set, else --fib-target (and --fib-address)."""
+    options = FibOptions.of(environment)
+    return choose_target(environment.host, options.target, address=options.address or None)
 
 
 def add_arguments(parser: Any) -> None:
-    """The `--fib-*` options on Locust's parser, shown in the web UI unless hidden.
+    """The `--fib-*` options on Locust's parser, in a group of their own in
+    --help, shown in the web UI unless hidden.
 
     Each also reads an env var, FIB_<NAME> (--fib-long-n: FIB_LONG_N), but
     the port's is FIB_LOCUST_METRICS_PORT: FIB_METRICS_PORT is a variant's.
     """
-    parser.add_argument(
+    group = parser.add_argument_group(
+        "fiblab options (loadtest/locustfile.py)",
+        "Locust's --host (or the web UI's Host) names the target: tcp://HOST:PORT, or a "
+        "variant (coro or tcp://coro) at its address from FIB_TARGETS (local, compose or "
+        "a map). With no Host, --fib-target (and --fib-address) do.",
+    )
+
+    def option(*flags: str, include_in_web_ui: bool = True, **settings: Any) -> None:
+        action = group.add_argument(*flags, **settings)
+        # What Locust's own parser records for the web UI (a group's add_argument
+        # does not take these keywords).
+        action.include_in_web_ui = include_in_web_ui
+        action.is_secret = action.is_required = action.is_multiple = False
+
+    # Locust answers --help before it loads a locustfile, so its --help never
+    # lists these options (locustio/locust#2917); this prints the help with them.
+    option(
+        "--fib-help",
+        action="help",
+        include_in_web_ui=False,
+        help="show this help, with the lab's --fib-* options, and exit",
+    )
+    # Not in the web UI: there the Host field names the target, and the
+    # header shows the Host; a second field could load one variant while the
+    # header shows another.
+    option(
         "--fib-target",
         choices=VARIANTS,
         default=FibOptions.target,
         env_var="FIB_TARGET",
-        include_in_web_ui=True,
-        help="variant to load (its address comes from FIB_TARGETS: local, compose or a map)",
+        include_in_web_ui=False,
+        help="variant to load when no --host is given (its address comes from FIB_TARGETS: "
+        "local, compose or a map); --host tcp://HOST:PORT or --host VARIANT wins",
     )
-    parser.add_argument(
+    option(
         "--fib-short-n",
         type=int,
         default=FibOptions.short_n,
         env_var="FIB_SHORT_N",
         help="n of ShortUser requests (the talk's perf2 asks fib(1))",
     )
-    parser.add_argument(
+    option(
         "--fib-long-n",
         type=int,
         default=FibOptions.long_n,
         env_var="FIB_LONG_N",
         help="n of LongUser requests (the talk's perf1 asks fib(30))",
     )
-    parser.add_argument(
+    option(
         "--fib-rate",
         type=float,
         default=FibOptions.rate,
@@ -131,21 +169,22 @@ def add_arguments(parser: Any) -> None:
         help="open loop: requests/s per ShortUser, latency from each intended send time "
         "(0 = closed loop)",
     )
-    parser.add_argument(
+    option(
         "--fib-stage-seconds",
         type=float,
         default=FibOptions.stage_seconds,
         env_var="FIB_STAGE_SECONDS",
         help="length of each stage of a scenario shape",
     )
-    parser.add_argument(
+    option(
         "--fib-address",
         default="",
         env_var="FIB_ADDRESS",
         include_in_web_ui=False,
-        help="host:port to load instead of the target's address (a local variant)",
+        help="host:port to load as --fib-target instead of its FIB_TARGETS address "
+        "(when no --host is given)",
     )
-    parser.add_argument(
+    option(
         "--fib-scenario",
         choices=("none", "short", "long", "convoy"),
         default=FibOptions.scenario,
@@ -153,7 +192,7 @@ def add_arguments(parser: Any) -> None:
         include_in_web_ui=False,
         help="run a scenario shape (in the web UI: start with --class-picker and pick it)",
     )
-    parser.add_argument(
+    option(
         "--fib-metrics-port",
         type=int,
         default=FibOptions.metrics_port,
@@ -161,14 +200,14 @@ def add_arguments(parser: Any) -> None:
         include_in_web_ui=False,
         help="port of the master's client-side /metrics (0 = none)",
     )
-    parser.add_argument(
+    option(
         "--fib-metrics-host",
         default=FibOptions.metrics_host,
         env_var="FIB_METRICS_HOST",
         include_in_web_ui=False,
         help="address /metrics listens on (containers: 0.0.0.0)",
     )
-    parser.add_argument(
+    option(
         "--fib-metrics-linger",
         type=float,
         default=FibOptions.metrics_linger,
@@ -186,7 +225,9 @@ class FibUser(User):
     """One simulated client: one connection, requests of one n."""
 
     abstract = True
-    host = "tcp://fiblab"  # unused: the address comes from --fib-target (Locust wants a host)
+    # What the web UI shows as the Host until one is typed: the locustfile
+    # sets it to the Host of the target in use. Users load target_of(environment).
+    host: str | None = None
     wait_time = constant(0)
     role: ClassVar[str]
     solo_kernel_wait_ms: ClassVar[int] = 0
@@ -205,8 +246,9 @@ class FibUser(User):
         self.name = request_name(n)
         expected = fib_value(n)
         self.expected = None if expected is None else str(expected).encode()
-        self.connection = LineConnection(options.address_of_target())
-        self.request_context = {"variant": options.target, "role": self.role}
+        target = target_of(self.environment)
+        self.connection = LineConnection(target.address)
+        self.request_context = {"variant": target.variant, "role": self.role}
         rate = self.rate_of(options)
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.next_due = time.perf_counter()
@@ -309,6 +351,7 @@ class ShortUser(FibUser):
     """fib(1) back to back, or at --fib-rate per second (the talk's perf2)."""
 
     role = "short"
+    weight = 3
     solo_kernel_wait_ms = SOLO_KERNEL_WAIT_MS
 
     def n_of(self, options: FibOptions) -> int:
@@ -322,6 +365,7 @@ class LongUser(FibUser):
     """fib(30) back to back (the talk's perf1)."""
 
     role = "long"
+    weight = 1
 
     def n_of(self, options: FibOptions) -> int:
         return options.long_n

@@ -111,6 +111,11 @@ def locust_command(*args: str | int | Path) -> list[str | Path]:
     return [LOCUST, "-f", LOCUSTFILE, *(str(arg) for arg in args)]
 
 
+def fib_targets(*servers: Server) -> dict[str, str]:
+    """The env that makes FIB_TARGETS map each server's variant to its address."""
+    return {"FIB_TARGETS": ",".join(f"{s.variant}=127.0.0.1:{s.port}" for s in servers)}
+
+
 @pytest.fixture(scope="module")
 def threads_server() -> Iterator[Server]:
     server = start_server("threads")
@@ -142,13 +147,12 @@ def web_ui(spawn: Callable[..., Process], threads_server: Server, coro_server: S
     """Locust's web UI (class picker) on a free port, its `threads` and `coro`
     targets the two local servers; its base URL."""
     web_port = free_port()
-    targets = f"threads=127.0.0.1:{threads_server.port},coro=127.0.0.1:{coro_server.port}"
     locust = spawn(
         *locust_command(
             "--web-host", "127.0.0.1", "--web-port", web_port, "--class-picker",
             "--fib-metrics-port", 0,
         ),
-        env={"FIB_TARGETS": targets},
+        env=fib_targets(threads_server, coro_server),
     )  # fmt: skip
     locust.wait_for(lambda line: "Starting web interface" in line, timeout=30)
     return f"http://127.0.0.1:{web_port}"

@@ -22,40 +22,16 @@ import requests
 
 from loadtest.swarm.client import LineConnection, fib_value
 from loadtest.swarm.exporter import BUCKETS, LatencyTable
-from loadtest.swarm.targets import LOCAL_FIRST_PORT, TargetError, parse_targets, resolve
-from services import VARIANTS
 from tests.conftest import Server
-from tests.loadtest.conftest import Process, free_port, locust_command, metric_value
+from tests.loadtest.conftest import (
+    Process,
+    fib_targets,
+    free_port,
+    locust_command,
+    metric_value,
+)
 
 # --- in-process ------------------------------------------------------------
-
-
-def test_targets_local_compose_map_and_override():
-    assert resolve("sync", targets="local") == ("127.0.0.1", LOCAL_FIRST_PORT)
-    assert resolve("asyncio-procpool", targets="local") == ("127.0.0.1", 25009)
-    assert resolve("coro", targets="compose") == ("coro", 25000)
-    mapped = "threads=127.0.0.1:25000, coro=[::1]:25004"
-    assert resolve("coro", targets=mapped) == ("::1", 25004)
-    assert resolve("coro", targets=mapped, address="10.0.0.2:7") == ("10.0.0.2", 7)
-    assert set(parse_targets("compose")) == set(VARIANTS)
-
-
-@pytest.mark.parametrize(
-    ("variant", "targets", "address", "message"),
-    [
-        ("nope", "local", None, "unknown variant 'nope'"),
-        ("coro", "threads=127.0.0.1:1", None, "has no address for 'coro'"),
-        ("coro", "coro=127.0.0.1", None, "is not host:port"),
-        ("coro", "coro:127.0.0.1:1", None, "is not variant=host:port"),
-        ("coro", "bogus=127.0.0.1:1", None, "unknown variant 'bogus'"),
-        ("coro", "coro=h:1,coro=h:2", None, "names 'coro' twice"),
-        ("coro", "local", "127.0.0.1:http", "is not a number"),
-        ("coro", "local", "127.0.0.1:70000", "out of range"),
-    ],
-)
-def test_targets_bad_input_says_why(variant, targets, address, message):
-    with pytest.raises(TargetError, match=re.escape(message)):
-        resolve(variant, targets=targets, address=address)
 
 
 def exposition(table: LatencyTable) -> str:
@@ -244,6 +220,98 @@ def test_distributed_master_sums_both_workers(
     assert "Sending spawn jobs of 4 users at 100.00 spawn rate to 2 ready workers" in master.output
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["address", "variant"])
+def test_headless_host_is_the_target(
+    spawn: Callable[..., Process], threads_server: Server, coro_server: Server, form: str
+):
+    """--host tcp://HOST:PORT or --host VARIANT loads that target, whatever
+    --fib-target says, and the log and the exporter's labels name it."""
+    host = f"tcp://127.0.0.1:{coro_server.port}" if form == "address" else "coro"
+    metrics_port = free_port()
+    coro_before, threads_before = served(coro_server), served(threads_server)
+    locust = spawn(
+        *locust_command(
+            "--headless", "-u", 1, "-t", "2s", "--stop-timeout", 0, "--host", host,
+            "--fib-target", "threads", "--fib-metrics-port", metrics_port,
+            "--fib-metrics-linger", 2,
+        ),
+        env=fib_targets(threads_server, coro_server),
+    )  # fmt: skip
+    text = scrape_final(locust, metrics_port)
+    assert locust.wait(30) == 0, locust.output
+    assert f"loading coro at 127.0.0.1:{coro_server.port} (from Host {host!r})" in locust.output
+    assert served(coro_server) > coro_before + 100
+    assert served(threads_server) == threads_before
+    ok = metric_value(text, "locust_requests_total", variant="coro", name="fib(1)", outcome="ok")
+    assert ok > 100
+    assert metric_value(text, "locust_requests_total", variant="threads") == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("http://127.0.0.1:25004", "Host 'http://127.0.0.1:25004' is neither tcp://HOST:PORT"),
+        ("corro", "Host 'corro' is neither tcp://HOST:PORT nor a variant"),
+        ("tcp://127.0.0.1:http", "Host 'tcp://127.0.0.1:http': address"),
+    ],
+)
+def test_headless_bad_host_exits_1_naming_it(
+    spawn: Callable[..., Process], host: str, message: str
+):
+    locust = spawn(
+        *locust_command("--headless", "-u", 1, "-t", "2s", "--host", host, "--fib-metrics-port", 0)
+    )
+    assert locust.wait(30) == 1, locust.output
+    assert message in locust.output
+    assert "Ramping" not in locust.output, "no user may start"
+
+
+def test_fib_help_lists_the_labs_options_with_locusts(spawn: Callable[..., Process]):
+    # Locust's own --help runs before it loads a locustfile (locustio/locust#2917).
+    locust = spawn(*locust_command("--fib-help"))
+    assert locust.wait(30) == 0, locust.output
+    for option in ("--host", "fiblab options", "--fib-target", "--fib-scenario", "--fib-long-n"):
+        assert option in locust.output, option
+
+
+CONVOY_LINE = re.compile(r"convoy: fib\(1\) requests/s (before|during|after)[^:]*\): ([\d,.]+)$")
+
+
+@pytest.mark.slow
+def test_headless_convoy_ends_with_the_rates_before_during_and_after(
+    spawn: Callable[..., Process], coro_server: Server
+):
+    """coro computes fib inline: while the long client runs, a short request
+    waits for each long one (the talk's convoy at its worst)."""
+    locust = spawn(
+        *locust_command(
+            "--headless", "--host", "coro", "--fib-scenario", "convoy",
+            "--fib-stage-seconds", 2, "--fib-metrics-port", 0,
+        ),
+        env=fib_targets(coro_server),
+    )  # fmt: skip
+    assert locust.wait(60) == 0, locust.output
+    lines = locust.output.splitlines()
+    rates = {
+        match[1]: float(match[2].replace(",", ""))
+        for line in lines
+        if (match := CONVOY_LINE.search(line))
+    }
+    assert set(rates) == {"before", "during", "after"}, locust.output
+    assert rates["before"] > 10 * rates["during"], rates
+    assert rates["after"] > 10 * rates["during"], rates
+    long_line = next(line for line in lines if "convoy: long request fib(30): " in line)
+    long_time = re.search(r": ([\d.]+) s each \((\d+) requests\)", long_line)
+    assert long_time, long_line
+    assert 0.001 < float(long_time[1]) < 2.0, long_line
+    assert int(long_time[2]) >= 1, long_line
+    # The figures are the run's last words, after Locust's own totals.
+    totals = next(i for i, line in enumerate(lines) if "Response time percentiles" in line)
+    assert all(i > totals for i, line in enumerate(lines) if "convoy: " in line)
+
+
 def get_when_up(url: str, timeout: float = 20.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
@@ -264,42 +332,99 @@ def template_args(html: str) -> dict[str, Any]:
     return dict(json.loads(match[1]))
 
 
+def served(server: Server, n: int = 1) -> float:
+    """Requests of fib(n) the server answered so far (its own count)."""
+    return server.metric("fib_requests_total", n=str(n), outcome="ok")
+
+
+def stats(base: str) -> dict[str, Any]:
+    report: dict[str, Any] = requests.get(base + "/stats/requests", timeout=10).json()
+    return report
+
+
+def requests_of(report: dict[str, Any], name: str) -> int:
+    return sum(int(row["num_requests"]) for row in report["stats"] if row["name"] == name)
+
+
+def start_and_count(
+    base: str, form: dict[str, Any], name: str = "fib(1)", at_least: int = 100
+) -> dict[str, Any]:
+    """POST the start form; once Locust counts `at_least` `name` requests, its stats."""
+    started = requests.post(base + "/swarm", data=form, timeout=10).json()
+    assert started["success"], started
+    deadline = time.monotonic() + 20
+    while (report := stats(base)) and requests_of(report, name) < at_least:
+        assert time.monotonic() < deadline, f"no {name} requests counted: {report}"
+        time.sleep(0.5)
+    return report
+
+
+def stop(base: str) -> None:
+    requests.post(base + "/stop", timeout=10).raise_for_status()
+    deadline = time.monotonic() + 20
+    while stats(base)["state"] != "stopped":
+        assert time.monotonic() < deadline, "Locust did not stop"
+        time.sleep(0.2)
+
+
+FORM = {"user_count": "1", "spawn_rate": "1", "shape_class": "Default"}
+
+
 @pytest.mark.slow
-def test_web_ui_offers_variants_and_shapes_and_runs_the_picked_variant(
-    web_ui: str, coro_server: Server
+def test_web_ui_host_names_the_target_and_the_header_shows_it(
+    web_ui: str, threads_server: Server, coro_server: Server
 ):
     base = web_ui
     args = template_args(get_when_up(base + "/"))
-    target = args["extra_options"]["fib_target"]
-    assert target["choices"] == list(VARIANTS)
-    assert target["default_value"] == "threads"
+    # The Host field (and header) starts as the default target; no second
+    # target field could load one variant while the header shows another.
+    assert args["host"] == "tcp://threads"
+    assert "fib_target" not in args["extra_options"]
     assert "fib_address" not in args["extra_options"]
+    assert {"fib_long_n", "fib_short_n"} <= set(args["extra_options"])
     assert {"ShortScenario", "LongScenario", "ConvoyScenario"} <= set(
         args["available_shape_classes"]
     )
     assert set(args["available_user_classes"]) == {"ShortUser", "LongUser"}
 
-    before = coro_server.metric("fib_requests_total", n="1", outcome="ok")
-    form = {
-        "user_count": "1",
-        "spawn_rate": "1",
-        "user_classes": "ShortUser",
-        "shape_class": "Default",
-        "fib_target": "coro",
-    }
-    started = requests.post(base + "/swarm", data=form, timeout=10).json()
-    assert started["success"], started
-    deadline = time.monotonic() + 20
-    stats: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        stats = requests.get(base + "/stats/requests", timeout=10).json()
-        if stats["total_rps"] > 0 and any(
-            s["name"] == "fib(1)" and s["num_requests"] > 100 for s in stats["stats"]
-        ):
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError(f"no requests counted: {stats}")
-    requests.post(base + "/stop", timeout=10)
-    # The picked variant, not the default one, got the requests.
-    assert coro_server.metric("fib_requests_total", n="1", outcome="ok") > before + 100
+    # A bad Host fails the start with a message that names it; nothing runs.
+    for host, message in [
+        ("http://127.0.0.1:1", "Host 'http://127.0.0.1:1' is neither tcp://HOST:PORT"),
+        ("corro", "Host 'corro' is neither"),
+        ("tcp://127.0.0.1:99999", "port 99999 is out of range 1..65535"),
+        (" ", "Host is empty"),
+    ]:
+        answer = requests.post(base + "/swarm", data={**FORM, "host": host}, timeout=10).json()
+        assert not answer["success"], (host, answer)
+        assert message in answer["message"], (host, answer)
+    assert stats(base)["state"] == "ready"
+
+    coro_before, threads_before = served(coro_server), served(threads_server)
+    start_and_count(base, {**FORM, "user_classes": "ShortUser", "host": "tcp://coro"})
+    # A page loaded now shows the real target in its header and Host field.
+    assert template_args(get_when_up(base + "/"))["host"] == "tcp://coro"
+    stop(base)
+    assert served(coro_server) > coro_before + 100
+    assert served(threads_server) == threads_before
+
+    # A start through the HTTP API that names --fib-target alone loads that
+    # variant, not the Host typed before.
+    start_and_count(base, {**FORM, "user_classes": "ShortUser", "fib_target": "threads"})
+    stop(base)
+    assert served(threads_server) > threads_before + 100
+    assert template_args(get_when_up(base + "/"))["host"] == "tcp://threads"
+
+
+@pytest.mark.slow
+def test_web_ui_default_classes_start_a_short_user_then_a_long_one(
+    web_ui: str, coro_server: Server
+):
+    """Both classes ticked (the picker's default): 1 user is a ShortUser, a
+    second one a LongUser (the convoy by hand)."""
+    both = {**FORM, "host": "coro", "user_classes": ["ShortUser", "LongUser"]}
+    report = start_and_count(web_ui, both)
+    assert requests_of(report, "fib(30)") == 0, report
+    assert report["user_count"] == 1
+    start_and_count(web_ui, {**both, "user_count": "2"}, name="fib(30)", at_least=1)
+    stop(web_ui)
+    assert served(coro_server, 30) >= 1

@@ -1,12 +1,15 @@
 # loadtest/compare/report/plots.py
 #
 # The report's PNG plots: req/s, latency percentiles, the convoy timeline and
-# CPU per variant. A figure the load generator limited is hatched.
+# CPU per variant. A figure the load generator limited is hatched ///, one
+# measured while other processes kept the machine busy (noisy) is hatched
+# xx and its convoy line dashed; a long stage without data says so on its bar.
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from matplotlib import colormaps
@@ -17,14 +20,19 @@ from matplotlib.ticker import FuncFormatter
 
 from loadtest.compare.report.tables import LATENCY_COLUMNS, LOADGEN_MARK
 from loadtest.compare.summary import (
+    NOISY_MARK,
     Run,
     RunGroup,
     Spread,
+    TimelinePoint,
     cpu_cores,
     group_figure,
     run_number,
     variant_order,
 )
+
+LOADGEN_HATCH = "///"
+NOISY_HATCH = "xx"
 
 # --- plots ---------------------------------------------------------------------
 
@@ -35,6 +43,26 @@ class Series:
     figures: list[Spread | None]  # one per variant
     loadgen_bound: list[bool]  # one per variant
     color: str | tuple[float, float, float, float]
+    noisy: list[bool]  # one per variant
+    notes: list[str | None]  # one per variant: what a bar lacks, in words
+
+    @classmethod
+    def of(
+        cls,
+        label: str,
+        groups: Sequence[RunGroup | None],
+        figure_of: Callable[[RunGroup], Spread | None],
+        color: str | tuple[float, float, float, float],
+    ) -> Series:
+        """One bar per group (None: that variant has none), marks and gaps from the group."""
+        return cls(
+            label,
+            [figure_of(group) if group else None for group in groups],
+            [group.loadgen_bound if group else False for group in groups],
+            color,
+            [group.noisy if group else False for group in groups],
+            [group.gap if group else None for group in groups],
+        )
 
 
 def variant_color(variant: str) -> tuple[float, float, float, float]:
@@ -99,9 +127,25 @@ def grouped_bars(
         above = [figure.high - figure.median if figure else 0.0 for figure in one.figures]
         bars = ax.bar(xs, heights, width, label=one.label, color=one.color, edgecolor="black")
         ax.errorbar(xs, heights, yerr=[below, above], fmt="none", ecolor="black", capsize=2)
-        for bar, bound in zip(bars, one.loadgen_bound, strict=True):
-            if bound:
-                bar.set_hatch("///")
+        for bar, bound, busy in zip(bars, one.loadgen_bound, one.noisy, strict=True):
+            hatch = (LOADGEN_HATCH if bound else "") + (NOISY_HATCH if busy else "")
+            if hatch:
+                bar.set_hatch(hatch)
+        for x, note in zip(xs, one.notes, strict=True):
+            if note:
+                # up from the axis floor, where a bar of that stage would stand
+                ax.annotate(
+                    note,
+                    (x, 0),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(0, 14),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    rotation=90,
+                    fontsize="x-small",
+                    color="black",
+                )
         if log:
             # a log axis cannot draw 0: say it at the axis floor
             for x, figure in zip(xs, one.figures, strict=True):
@@ -122,10 +166,14 @@ def grouped_bars(
 
 
 def loadgen_legend(ax: Axes, series: Sequence[Series]) -> None:
+    """The legend, with the hatches' meaning when a bar has one."""
     handles, labels = ax.get_legend_handles_labels()
     if any(bound for one in series for bound in one.loadgen_bound):
-        handles.append(Patch(facecolor="white", edgecolor="black", hatch="///"))
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch=LOADGEN_HATCH))
         labels.append(f"loadgen-bound {LOADGEN_MARK} (not the server's figure)")
+    if any(busy for one in series for busy in one.noisy):
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch=NOISY_HATCH))
+        labels.append(f"noisy {NOISY_MARK} (other processes used the machine: rerun quiet)")
     # outside the axes, right: never over a bar
     ax.legend(handles, labels, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
@@ -143,14 +191,8 @@ def bar_series(
     series = []
     for index, label in enumerate(labels):
         by_variant = {group.variant: group for group in groups if group.label == label}
-        series.append(
-            Series(
-                label,
-                [figure_of(by_variant[v]) if v in by_variant else None for v in variants],
-                [by_variant[v].loadgen_bound if v in by_variant else False for v in variants],
-                series_color(index),
-            )
-        )
+        chosen = [by_variant.get(variant) for variant in variants]
+        series.append(Series.of(label, chosen, figure_of, series_color(index)))
     return series
 
 
@@ -161,10 +203,10 @@ def plot_rps(groups: Sequence[RunGroup], variants: Sequence[str], path: Path) ->
     for field, label in (("short_rps_before", "convoy: before"), ("short_rps_during", "during")):
         if convoys:
             series.append(
-                Series(
+                Series.of(
                     f"{label} the long request",
-                    [convoys[v].stat(field) if v in convoys else None for v in variants],
-                    [convoys[v].loadgen_bound if v in convoys else False for v in variants],
+                    [convoys.get(variant) for variant in variants],
+                    partial(RunGroup.stat, field=field),
                     series_color(len(series)),
                 )
             )
@@ -190,10 +232,10 @@ def plot_latency(groups: Sequence[RunGroup], variants: Sequence[str], path: Path
         chosen = {g.variant: g for g in groups if g.scenario == scenario}
         shown = [v for v in variants if v in chosen]
         series = [
-            Series(
+            Series.of(
                 title,
-                [chosen[v].latency(key) for v in shown],
-                [chosen[v].loadgen_bound for v in shown],
+                [chosen[v] for v in shown],
+                partial(RunGroup.latency, percentile=key),
                 series_color(index),
             )
             for index, (key, title) in enumerate(LATENCY_COLUMNS)
@@ -213,22 +255,42 @@ def median_repeat(group: RunGroup) -> Run:
     return ranked[(len(ranked) - 1) // 2]
 
 
+def whole_seconds(points: Sequence[TimelinePoint], duration: float) -> list[TimelinePoint]:
+    """The points that cover a whole second of the run.
+
+    Summaries written before the engine left the last, partial second out
+    have it: the users stop within it, and its rate would show a drop for
+    every variant that the server never made.
+    """
+    return [point for point in points if point["t"] + 1.0 <= duration + 1e-9]
+
+
 def plot_convoy(groups: Sequence[RunGroup], path: Path) -> Path | None:
     convoys = [g for g in groups if g.scenario == "convoy" and median_repeat(g).get("timeline")]
     if not convoys:
         return None
     figure = Figure(figsize=(12, 5.5), layout="constrained")
-    ax = figure.subplots()
+    draw_convoy(figure.subplots(), convoys)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def draw_convoy(ax: Axes, convoys: Sequence[RunGroup]) -> None:
+    """Each variant's short req/s per whole second; a noisy run's line dashed, marked ‡."""
     windows: list[tuple[float, float]] = []
     for group in convoys:
         run = median_repeat(group)
-        points = run.get("timeline", [])
-        mark = f" {LOADGEN_MARK}" if run["bottleneck"] == "loadgen" else ""
+        points = whole_seconds(run.get("timeline", []), run["duration_s"])
+        noisy = run.get("noisy") is True
+        mark = (f" {LOADGEN_MARK}" if run["bottleneck"] == "loadgen" else "") + (
+            f" {NOISY_MARK} noisy" if noisy else ""
+        )
         ax.plot(
             [point["t"] for point in points],
             [point["short_rps"] for point in points],
             color=variant_color(group.variant),
             marker=".",
+            linestyle="--" if noisy else "-",
             label=f"{group.variant}{mark}",
         )
         window = run.get("long_window")
@@ -252,8 +314,6 @@ def plot_convoy(groups: Sequence[RunGroup], path: Path) -> Path | None:
     ax.set_ylabel("short requests / s (log scale, 0 shown)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    figure.savefig(path, dpi=110)
-    return path
 
 
 def plot_cpu(groups: Sequence[RunGroup], variants: Sequence[str], cores: float, path: Path) -> Path:

@@ -2,6 +2,8 @@
 #
 # summary.md: the talk's figures beside the lab's with a verdict per rule,
 # tables of median and spread over repeats, and the environment of the run.
+# Marks: † the load generator limited the figure, ‡ other processes kept the
+# machine busy (noisy); a long stage without data says so in words.
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from loadtest.compare.summary import (
+    NOISY_MARK,
+    Run,
     RunGroup,
     Spread,
     Summary,
@@ -20,6 +24,10 @@ from loadtest.compare.summary import (
     fmt_rps,
     fmt_seconds,
     group_figure,
+    noisy_threshold,
+    plural,
+    run_number,
+    spread,
     variants_of,
 )
 from loadtest.compare.verdicts import RULES, Verdict
@@ -33,19 +41,42 @@ LOADGEN_NOTE = (
 LATENCY_COLUMNS = (("p50", "p50 ms"), ("p99", "p99 ms"), ("p999", "p99.9 ms"))
 
 
+def noisy_note(threshold: float) -> str:
+    return (
+        f"{NOISY_MARK} noisy: other processes used at least {threshold:g} CPU core on average "
+        "during at least one repeat (foreign CPU: the machine's busy CPU from /proc/stat, steal "
+        "included, minus the server's and the load generator's own). The convoy's depth "
+        "depends on a free core, so such a figure is not the quiet machine's; a verdict that "
+        "rests only on such runs is not judged. Rerun on a quiet machine."
+    )
+
+
+def marks(group: RunGroup | None) -> str:
+    if group is None:
+        return ""
+    return (LOADGEN_MARK if group.loadgen_bound else "") + (NOISY_MARK if group.noisy else "")
+
+
 def cell(
     figure: Spread | None, fmt: Callable[[float | None], str], group: RunGroup | None = None
 ) -> str:
-    """Median, its spread over repeats (min–max) when they differ, † when loadgen-bound."""
+    """Median, its spread over repeats (min–max) when they differ, then the group's marks
+    († loadgen-bound, ‡ noisy)."""
     if figure is None:
         return "–"
     text = fmt(figure.median)
     low, high = fmt(figure.low), fmt(figure.high)
     if low != high:
         text += f" ({low}–{high})"
-    if group is not None and group.loadgen_bound:
-        text += LOADGEN_MARK
-    return text
+    return text + marks(group)
+
+
+def fmt_cores(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def fmt_count(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
 
 
 # --- summary.md ----------------------------------------------------------------
@@ -69,27 +100,26 @@ def lab_figure(figure: talk.TalkFigure, groups: Sequence[RunGroup]) -> str:
         clients = int(figure.measure.rsplit("_", 1)[1])
         group = find_group(groups, variant, "long", clients)
         seconds = group.stat("seconds_per_request") if group else None
-        if group is None or seconds is None:
+        if group is None:
             return "not run"
+        if seconds is None:
+            return (group.gap or "no figure") + marks(group)
         text = fmt_seconds(seconds.median)
         one = find_group(groups, variant, "long", 1)
         base = one.stat("seconds_per_request") if one else None
         if clients > 1 and base is not None and base.median > 0:
             text += f" ({seconds.median / base.median:.2f}× 1 client)"
-        return text + (LOADGEN_MARK if group.loadgen_bound else "")
+        return text + marks(group)
     if figure.measure == "short_rps":
         group = find_group(groups, variant, "short")
         if group is None:
             return "not run"
-        return f"{fmt_rps(group.median('rps'))} req/s" + (
-            LOADGEN_MARK if group.loadgen_bound else ""
-        )
+        return f"{fmt_rps(group.median('rps'))} req/s" + marks(group)
     group = find_group(groups, variant, "convoy")  # convoy_during_rps
     if group is None:
         return "not run"
     before, during = group.median("short_rps_before"), group.median("short_rps_during")
-    mark = LOADGEN_MARK if group.loadgen_bound else ""
-    return f"{fmt_rps(during)} req/s (from {fmt_rps(before)}){mark}"
+    return f"{fmt_rps(during)} req/s (from {fmt_rps(before)}){marks(group)}"
 
 
 def talk_section(
@@ -99,9 +129,15 @@ def talk_section(
     lines = ["## The talk reproduced", ""]
     long_n = environment.get("long_n")
     single = environment.get("long_seconds_single")
+    on_servers = list(environment.get("long_seconds_server", {}).values())
     scale = (
         f"The lab's long request is fib({long_n})"
         + (f", {single:.2f} s alone on this machine" if single is not None else "")
+        + (
+            f" ({min(on_servers):.2f}–{max(on_servers):.2f} s alone on the servers)"
+            if on_servers
+            else ""
+        )
         + f"; the talk's perf1 used fib({talk.TALK_LONG_N}) at {talk.TALK_LONG_SECONDS} s "
         f"and its convoy fib({talk.TALK_CONVOY_N}) (~40 s on his 2015 laptop and alpha Python, "
         "~8× slower than CPython today)."
@@ -113,7 +149,7 @@ def talk_section(
         scale += f" Short requests: fib({short_n}) (talk: fib({talk.TALK_SHORT_N}))."
     lines += [
         scale + " Absolute figures differ with the machine, so the verdicts judge ratios "
-        "(DESIGN §6) and the talk's numbers are context.",
+        "(docs/design.md §6) and the talk's numbers are context.",
         "",
     ]
     if environment.get("gil") == "disabled":
@@ -163,6 +199,10 @@ def talk_section(
     return lines
 
 
+def scenario_label(group: RunGroup) -> str:
+    return f"{group.label} ({group.gap})" if group.gap else group.label
+
+
 def runs_section(groups: Sequence[RunGroup]) -> list[str]:
     rows = []
     for group in groups:
@@ -170,15 +210,16 @@ def runs_section(groups: Sequence[RunGroup]) -> list[str]:
         rows.append(
             [
                 group.variant,
-                group.label,
+                scenario_label(group),
                 cell(group.stat("rps"), fmt_rps, group),
                 *(cell(group.latency(key), fmt_ms, group) for key, _ in LATENCY_COLUMNS),
-                cell(group_figure(group, cpu_cores), lambda v: "–" if v is None else f"{v:.2f}"),
+                cell(group_figure(group, cpu_cores), fmt_cores),
                 cell(group.stat("cpu_seconds_per_request"), fmt_cpu_per_request),
                 str(errors),
                 f"loadgen {LOADGEN_MARK} ({group.loadgen_runs}/{len(group.runs)})"
                 if group.loadgen_bound
                 else "server",
+                foreign_cell(group),
             ]
         )
     header = [
@@ -190,16 +231,27 @@ def runs_section(groups: Sequence[RunGroup]) -> list[str]:
         "CPU s/request",
         "errors",
         "bottleneck",
+        "other processes, CPU cores",
     ]
     return [
         "## Throughput, client-side latency and CPU",
         "",
         "Median over repeats, (min–max) when they differ. Latency is measured by the client, "
-        "in ms with microsecond resolution. CPU is the server's (pool workers included).",
+        "in ms with microsecond resolution. CPU is the server's (pool workers included). "
+        "Each long stage (×1, ×2, ×3 clients) has its own figures: its own duration, the "
+        "replies that arrived in it, the latency of the requests that ran wholly inside it, "
+        "and the server's CPU in it.",
         "",
         *table(header, rows),
         "",
     ]
+
+
+def foreign_cell(group: RunGroup) -> str:
+    text = cell(group.stat("foreign_cpu_cores"), fmt_cores)
+    if group.noisy:
+        text += f" noisy {NOISY_MARK} ({group.noisy_runs}/{len(group.runs)})"
+    return text
 
 
 def fmt_cpu_per_request(value: float | None) -> str:
@@ -221,21 +273,45 @@ def long_section(groups: Sequence[RunGroup]) -> list[str]:
             if seconds is not None and base is not None and base.median > 0
             else "–"
         )
+        per_request = cell(seconds, lambda v: "–" if v is None else f"{v:.3f}", group)
+        if group.gap:
+            per_request = group.gap if seconds is None else f"{per_request} ({group.gap})"
         rows.append(
             [
                 group.variant,
                 str(group.clients),
-                cell(seconds, lambda v: "–" if v is None else f"{v:.3f}", group),
+                per_request,
                 ratio,
                 cell(group.stat("rps"), fmt_rps, group),
+                cell(group.stat("requests"), fmt_count),
+                cell(group.stat("duration_s"), lambda v: "–" if v is None else f"{v:.2f}"),
+                cell(group.latency("p50"), fmt_ms, group),
+                cell(group_figure(group, cpu_cores), fmt_cores, group),
+                cell(group.stat("cpu_seconds_per_request"), fmt_cpu_per_request, group),
             ]
         )
     if not rows:
         return []
+    header = [
+        "variant",
+        "clients",
+        "s/request",
+        "ratio to 1 client",
+        "req/s",
+        "replies",
+        "stage s",
+        "p50 ms",
+        "CPU cores",
+        "CPU s/request",
+    ]
     return [
         "## Long requests: 1, 2, 3 concurrent clients",
         "",
-        *table(["variant", "clients", "s/request", "ratio to 1 client", "req/s"], rows),
+        "Each stage on its own. s/request and p50: the requests that ran wholly inside the "
+        "stage; req/s, replies and CPU: what arrived or was spent during it (a request in "
+        "flight at a boundary spends CPU in both stages).",
+        "",
+        *table(header, rows),
         "",
     ]
 
@@ -262,10 +338,16 @@ def convoy_section(groups: Sequence[RunGroup]) -> list[str]:
     ]
 
 
+# Environment fields shown in words by machine_rows rather than as raw key/value rows.
+MACHINE_FIELDS = ("busy_cores_at_start", "load_average_at_start", "noisy_threshold_cores")
+
+
 def environment_section(summary: Summary) -> list[str]:
     environment: Mapping[str, object] = summary["environment"]
     rows = []
     for key, value in environment.items():
+        if key in MACHINE_FIELDS:
+            continue
         if key == "servers" and isinstance(value, dict):
             # What each variant itself runs (its fib_info), one row each.
             rows += [
@@ -273,9 +355,59 @@ def environment_section(summary: Summary) -> list[str]:
                 for variant, info in value.items()
                 if isinstance(info, dict)
             ]
+        elif key == "long_seconds_server" and isinstance(value, dict):
+            rows.append(
+                [
+                    f"fib({environment.get('long_n', 'long_n')}) alone on each server",
+                    ", ".join(f"{variant} {seconds:.3f} s" for variant, seconds in value.items()),
+                ]
+            )
         else:
             rows.append([key, "–" if value is None else str(value)])
+    rows += machine_rows(summary)
     return ["## Environment", "", *table(["", ""], rows), ""]
+
+
+def machine_rows(summary: Summary) -> list[list[str]]:
+    """Other processes' CPU and the load average, before and during the runs."""
+    environment = summary["environment"]
+    rows = []
+    if "busy_cores_at_start" in environment:
+        cores = environment.get("busy_cores_at_start")
+        load = environment.get("load_average_at_start")
+        rows.append(
+            [
+                "other processes' CPU before the first run",
+                ("unknown" if cores is None else f"{cores:.2f} cores over 1 s")
+                + ("" if load is None else f", 1-minute load average {load:g}"),
+            ]
+        )
+    # a long run's stages share their run's machine figures: one per run
+    runs: dict[tuple[str, str, int], Run] = {
+        (run["variant"], run["scenario"], run["repeat"]): run for run in summary["runs"]
+    }
+    foreign = spread(run_number(run, "foreign_cpu_cores") for run in runs.values())
+    if foreign is not None:
+        steal = spread(run_number(run, "steal_cpu_cores") for run in runs.values())
+        loads = [
+            value
+            for run in runs.values()
+            if (averages := run.get("load_average")) is not None
+            for value in (averages["start"], averages["end"])
+            if value is not None
+        ]
+        noisy = sum(run.get("noisy") is True for run in runs.values())
+        rows.append(
+            [
+                "other processes' CPU during the runs",
+                f"median {foreign.median:.2f}, max {foreign.high:.2f} cores"
+                + (f"; steal max {steal.high:.2f} cores" if steal is not None else "")
+                + (f"; load average {min(loads):g}–{max(loads):g}" if loads else "")
+                + f"; {noisy} of {len(runs)} runs noisy {NOISY_MARK} "
+                f"(≥ {noisy_threshold(summary):g} core)",
+            ]
+        )
+    return rows
 
 
 def render_markdown(
@@ -289,7 +421,7 @@ def render_markdown(
         part
         for part in (
             f"{duration:g} s per run" if duration is not None else "",
-            f"{repeats} repeats" if repeats is not None else "",
+            plural(repeats, "repeat") if repeats is not None else "",
             f"target {environment['target']}" if environment.get("target") else "",
         )
         if part
@@ -313,4 +445,6 @@ def render_markdown(
     lines += environment_section(summary)
     if any(group.loadgen_bound for group in groups):
         lines += [LOADGEN_NOTE, ""]
+    if any(group.noisy for group in groups):
+        lines += [noisy_note(noisy_threshold(summary)), ""]
     return "\n".join(lines)

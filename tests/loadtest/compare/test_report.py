@@ -13,17 +13,35 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy
 import pytest
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from PIL import Image
 
 from loadtest.compare.report import main, write_report
+from loadtest.compare.report.plots import (
+    bar_series,
+    draw_convoy,
+    grouped_bars,
+    loadgen_legend,
+    whole_seconds,
+)
 from loadtest.compare.report.tables import render_markdown
-from loadtest.compare.summary import check_summary, group_runs
+from loadtest.compare.summary import (
+    TimelinePoint,
+    check_summary,
+    cpu_cores,
+    group_figure,
+    group_runs,
+)
 from loadtest.compare.verdicts import verdicts
 from loadtest.talk import figures as talk
 from tests.loadtest.compare.test_verdicts import (
     a_summary,
     convoy_run,
+    noisy,
     plausible_runs,
     plausible_summary,
     short_run,
@@ -94,7 +112,7 @@ def test_loadgen_bound_figures_are_marked(full_report: tuple[list[Path], str]) -
     _, markdown = full_report
     sync_short = next(line for line in markdown.splitlines() if line.startswith("| sync | short"))
     assert "18,500 (18,130–18,870)†" in sync_short
-    assert sync_short.endswith("| loadgen † (1/3) |")
+    assert sync_short.endswith("| loadgen † (1/3) | – |")
     threads_short = next(
         line for line in markdown.splitlines() if line.startswith("| threads | short")
     )
@@ -195,3 +213,150 @@ def test_free_threaded_build_is_called_out() -> None:
     markdown = render_markdown(checked, group_runs(checked), verdicts(checked), [])
     assert "without the GIL" in markdown
     assert "| gil | disabled |" in markdown
+
+
+# --- a noisy machine and long stages without data, in every table and plot ---------------
+
+
+def noisy_threads_convoy_summary() -> dict[str, Any]:
+    """threads and threads-procpool; threads' convoy measured only on a busy machine,
+    its 3-client long stage without a reply."""
+    runs = plausible_runs(("threads", "threads-procpool"), repeats=1)
+    runs = without(runs, "threads", "convoy")
+    runs.append(noisy(convoy_run("threads", 17_600, 1_470)))
+    third = next(r for r in runs if r["variant"] == "threads" and r.get("clients") == 3)
+    third |= {
+        "requests": 0,
+        "rps": 0.0,
+        "seconds_per_request": None,
+        "cpu_seconds_per_request": None,
+    }
+    third["latency_ms"] = dict.fromkeys(third["latency_ms"])
+    for run in runs:
+        run.setdefault("foreign_cpu_cores", 0.03)
+        run.setdefault("steal_cpu_cores", 0.0)
+        run.setdefault("load_average", {"start": 0.4, "end": 0.5})
+        run.setdefault("noisy", False)
+    summary = a_summary(runs)
+    summary["environment"] |= {
+        "busy_cores_at_start": 1.02,
+        "load_average_at_start": 4.1,
+        "noisy_threshold_cores": 0.25,
+        "long_seconds_server": {"threads": 0.891, "threads-procpool": 0.902},
+    }
+    return summary
+
+
+@pytest.fixture(scope="module")
+def noisy_report(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("noisy")
+    write_report(noisy_threads_convoy_summary(), out)
+    return (out / "summary.md").read_text("utf-8")
+
+
+def line_starting(markdown: str, start: str) -> str:
+    return next(line for line in markdown.splitlines() if line.startswith(start))
+
+
+def test_noisy_runs_are_marked_in_every_table(noisy_report: str) -> None:
+    convoy_row = line_starting(noisy_report, "| threads | convoy |")
+    assert "‡" in convoy_row
+    assert convoy_row.endswith("| 1.02 noisy ‡ (1/1) |")
+    quiet_row = line_starting(noisy_report, "| threads | short |")
+    assert "‡" not in quiet_row
+    assert quiet_row.endswith("| 0.03 |")
+    # the convoy table, the talk's figures beside the lab's, the verdicts
+    assert "| threads | 17,600‡ | 1,470‡ | 12× |" in noisy_report
+    assert "| 1,470 req/s (from 17,600)‡ |" in noisy_report
+    assert "| ‡ noisy — rerun on a quiet machine | threads | one long request collapses" in (
+        noisy_report
+    )
+    assert "‡ noisy: other processes used at least 0.25 CPU core on average" in noisy_report
+
+
+def test_environment_shows_foreign_cpu_and_load_average(noisy_report: str) -> None:
+    assert (
+        "| other processes' CPU before the first run | 1.02 cores over 1 s, "
+        "1-minute load average 4.1 |"
+    ) in noisy_report
+    assert (
+        "| other processes' CPU during the runs | median 0.03, max 1.02 cores; "
+        "steal max 0.00 cores; load average 0.4–5.3; 1 of 6 runs noisy ‡ (≥ 0.25 core) |"
+    ) in noisy_report
+    assert "| fib(34) alone on each server | threads 0.891 s, threads-procpool 0.902 s |" in (
+        noisy_report
+    )
+    assert "fib(34), 0.90 s alone on this machine (0.89–0.90 s alone on the servers)" in (
+        noisy_report
+    )
+
+
+def test_a_long_stage_without_reply_says_so_in_every_table(noisy_report: str) -> None:
+    runs_row = line_starting(noisy_report, "| threads | long ×3 (no reply in this stage) |")
+    assert "| 0.00 | – | – | – |" in runs_row
+    long_row = line_starting(noisy_report, "| threads | 3 |")
+    assert long_row.startswith("| threads | 3 | no reply in this stage | – | 0.00 | 0 |")
+    assert "3 clients: no reply in this stage" in noisy_report  # the verdict
+    talk_row = line_starting(noisy_report, "| perf1, 3 clients at once | threads |")
+    assert talk_row.endswith("| no reply in this stage |")
+
+
+def test_old_summaries_have_no_machine_rows(full_report: tuple[list[Path], str]) -> None:
+    _, markdown = full_report
+    assert "other processes' CPU" not in markdown
+    assert "‡" not in markdown
+
+
+def bars_of(ax: Axes) -> list[Rectangle]:
+    return [patch for patch in ax.patches if isinstance(patch, Rectangle)]
+
+
+def test_bar_plots_hatch_noisy_bars_and_name_missing_stages() -> None:
+    summary = check_summary(noisy_threads_convoy_summary())
+    groups = group_runs(summary)
+    variants = ["threads", "threads-procpool"]
+    series = bar_series(groups, variants, lambda group: group_figure(group, cpu_cores))
+    figure = Figure()
+    ax = figure.subplots()
+    grouped_bars(ax, variants, series)
+    loadgen_legend(ax, series)
+
+    labels = [one.label for one in series]
+    convoy = bars_of(ax)[len(variants) * labels.index("convoy")]  # threads' convoy bar
+    assert convoy.get_hatch() == "xx"
+    short = bars_of(ax)[len(variants) * labels.index("short")]
+    assert short.get_hatch() is None
+    notes = [text.get_text() for text in ax.texts]
+    assert notes.count("no reply in this stage") == 1, "threads' long ×3 bar"
+    legend = ax.get_legend()
+    assert legend is not None
+    assert any("noisy ‡" in text.get_text() for text in legend.get_texts())
+
+
+def test_convoy_plot_dashes_noisy_runs_and_drops_partial_seconds() -> None:
+    runs = plausible_runs(("threads", "threads-procpool"), repeats=1)
+    runs = without(runs, "threads", "convoy")
+    busy = noisy(convoy_run("threads", 17_600, 1_470))
+    # as summaries written before the fix have it: a last, partial second with a fake drop
+    busy["duration_s"] = 11.3
+    busy["timeline"].append({"t": 11.0, "short_rps": 20.0, "long_in_progress": 0})
+    runs.append(busy)
+    groups = group_runs(check_summary(a_summary(runs)))
+    figure = Figure()
+    ax = figure.subplots()
+    draw_convoy(ax, [group for group in groups if group.scenario == "convoy"])
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"threads ‡ noisy", "threads-procpool"}
+    assert lines["threads ‡ noisy"].get_linestyle() == "--"
+    assert lines["threads-procpool"].get_linestyle() == "-"
+    noisy_line = lines["threads ‡ noisy"]
+    assert numpy.asarray(noisy_line.get_xdata()).tolist() == [float(t) for t in range(11)]
+    assert 20.0 not in numpy.asarray(noisy_line.get_ydata()).tolist()
+
+
+def test_whole_seconds_keeps_the_points_that_cover_a_whole_second() -> None:
+    points: list[TimelinePoint] = [
+        {"t": float(t), "short_rps": 100.0, "long_in_progress": 0} for t in range(7)
+    ]
+    assert [p["t"] for p in whole_seconds(points, 6.05)] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert [p["t"] for p in whole_seconds(points, 7.0)] == [float(t) for t in range(7)]

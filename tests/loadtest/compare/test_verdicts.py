@@ -1,6 +1,6 @@
 # tests/loadtest/compare/test_verdicts.py
 #
-# The DESIGN §6 rules against summaries built here from SYNTHETIC test data:
+# The docs/design.md §6 rules against summaries built here from SYNTHETIC test data:
 # figures shaped like the lab's measurements on CPython 3.11-3.13 on 2 cores
 # (reference/talk-facts-and-checklist.md §2.2), plus variations that break
 # each rule, a load generator that limits a figure, and variants left out.
@@ -473,3 +473,112 @@ def test_nulls_are_allowed_where_a_run_can_lack_a_figure() -> None:
     summary["runs"][0]["latency_ms"]["p999"] = None
     summary["runs"][1]["seconds_per_request"] = None
     assert check_summary(summary) is summary
+
+
+# --- a noisy machine ------------------------------------------------------------------
+
+
+def noisy(run: dict[str, Any], foreign: float = 1.02) -> dict[str, Any]:
+    """The run as measured while other processes used `foreign` cores."""
+    return run | {
+        "foreign_cpu_cores": foreign,
+        "steal_cpu_cores": 0.0,
+        "load_average": {"start": 4.1, "end": 5.3},
+        "noisy": True,
+    }
+
+
+def test_verdict_from_noisy_runs_only_is_not_judged() -> None:
+    # the issue's figures: threads' convoy at 12x with a busy second core
+    runs = without(plausible_runs(), "threads", "convoy")
+    runs += [noisy(convoy_run("threads", 17_600, 1_470, repeat=r)) for r in range(3)]
+    verdict = verdict_of(a_summary(runs), "convoy-collapse", "threads")
+    assert verdict.reproduced is None
+    assert verdict.noisy
+    assert verdict.status == "noisy — rerun on a quiet machine"
+    assert verdict.mark == "‡"
+    assert "every repeat of threads convoy ran while other processes used the machine" in (
+        verdict.figures
+    )
+    assert "12× less" in verdict.figures, "the figures are still shown"
+    assert verdict.line().startswith("‡ noisy — rerun on a quiet machine: threads: ")
+    # the same collapse measured on a quiet machine is judged
+    assert verdict_of(plausible_summary(), "convoy-collapse", "threads").status == "reproduced"
+
+
+def test_noisy_beats_loadgen_bound() -> None:
+    # a busy machine also starves the load generator: the cause is said first
+    runs = without(plausible_runs(), "threads", "convoy")
+    runs += [
+        noisy(convoy_run("threads", 17_600, 195, repeat=r, bottleneck="loadgen")) for r in range(3)
+    ]
+    verdict = verdict_of(a_summary(runs), "convoy-collapse", "threads")
+    assert verdict.status == "noisy — rerun on a quiet machine"
+
+
+def test_one_noisy_repeat_of_three_is_judged_and_said() -> None:
+    runs = without(plausible_runs(), "threads", "convoy")
+    runs += [
+        noisy(convoy_run("threads", 17_600, 1_470, repeat=0)),
+        convoy_run("threads", 17_600, 195, repeat=1),
+        convoy_run("threads", 17_600, 200, repeat=2),
+    ]
+    verdict = verdict_of(a_summary(runs), "convoy-collapse", "threads")
+    assert verdict.reproduced is True
+    assert not verdict.noisy
+    assert "(threads convoy: 1 of 3 repeats noisy ‡)" in verdict.figures
+
+
+def test_a_noisy_reference_makes_the_pool_comparison_noisy() -> None:
+    # pool-baseline-below-threads reads threads' short figure too
+    runs = without(plausible_runs(), "threads", "short")
+    runs += [noisy(short_run("threads", 17_800 * 0.6, repeat=r)) for r in range(3)]
+    verdict = verdict_of(a_summary(runs), "pool-baseline-below-threads", "coro-procpool")
+    assert verdict.status == "noisy — rerun on a quiet machine"
+    assert "threads short" in verdict.figures
+    assert verdict_of(a_summary(runs), "convoy-collapse", "threads").reproduced is True
+
+
+def test_a_long_stage_without_reply_says_so_in_the_verdict() -> None:
+    runs = without(plausible_runs(), "threads", "long")
+    stages = long_runs("threads", 0.9)
+    stages[2] |= {"requests": 0, "rps": 0.0, "seconds_per_request": None}
+    stages[2]["latency_ms"] = dict.fromkeys(stages[2]["latency_ms"])
+    verdict = verdict_of(a_summary(runs + stages), "long-serialised", "threads")
+    assert verdict.reproduced is True, "judged on the stages that have a figure"
+    assert "3 clients: no reply in this stage" in verdict.figures
+    stages[1] |= {"requests": 0, "rps": 0.0, "seconds_per_request": None}
+    verdict = verdict_of(a_summary(runs + stages), "long-serialised", "threads")
+    assert verdict.status == "not enough data"
+    assert "2 clients: no reply in this stage" in verdict.figures
+
+
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (lambda r: r.update(noisy="yes"), "runs[0].noisy: expected true or false"),
+        (lambda r: r.update(foreign_cpu_cores="1"), "runs[0].foreign_cpu_cores: expected"),
+        (lambda r: r.update(steal_cpu_cores=float("inf")), "runs[0].steal_cpu_cores"),
+        (lambda r: r.update(load_average=[1, 2]), "runs[0].load_average: expected an object"),
+        (lambda r: r.update(load_average={"start": 1.0}), "runs[0].load_average.end: missing"),
+        (lambda r: r.update(stage_window=[0.0]), "runs[0].stage_window: expected [start, end]"),
+        (lambda r: r.update(latency_requests=None), "runs[0].latency_requests: expected"),
+    ],
+)
+def test_bad_new_fields_are_clear_errors(break_it: Any, message: str) -> None:
+    summary = a_summary([noisy(short_run("threads", 17_800))])
+    check_summary(copy.deepcopy(summary))
+    break_it(summary["runs"][0])
+    with pytest.raises(SummaryError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        check_summary(summary)
+
+
+def test_summaries_from_before_the_machine_fields_still_load() -> None:
+    # no foreign CPU, no noisy, no stage fields: every verdict as before
+    summary = check_summary(plausible_summary())
+    assert all("noisy" not in run for run in summary["runs"])
+    assert all(not verdict.noisy for verdict in verdicts(summary))
+    bad = a_summary([short_run("threads", 1.0)])
+    bad["environment"]["busy_cores_at_start"] = "busy"
+    with pytest.raises(SummaryError, match=r"environment\.busy_cores_at_start"):
+        check_summary(bad)

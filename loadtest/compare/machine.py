@@ -1,0 +1,192 @@
+# loadtest/compare/machine.py
+#
+# Is anyone else using the machine? (docs/design.md §6.) The convoy's depth
+# depends on whether a core is free for the server's other threads, so a run
+# measured while other processes kept a core busy is not the same
+# experiment. The machine's busy CPU comes from /proc/stat (every CPU, steal
+# included); what the lab itself used is taken away from it (the server's
+# fib_cpu_seconds_total, the load engine child's and the runner's own CPU);
+# what is left is foreign CPU. Above NOISY_FOREIGN_CORES on average a run is
+# marked noisy.
+#
+# Busy is the wall time of every CPU minus its idle time, not the sum of
+# /proc/stat's user, system, ... columns: those are sampled at each timer
+# tick, and a ping-pong between the server and the load generator (or the
+# GIL's 5 ms timeouts) runs between ticks, so they miss 0.1-0.3 core of it
+# (measured on a 250 Hz kernel), while idle time is counted exactly (NO_HZ)
+# and the processes' own CPU too (rusage).
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypedDict
+
+PROC_STAT = Path("/proc/stat")
+# /proc/stat counts in USER_HZ ticks
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# Other processes using a tenth of a core on average mark a run noisy.
+# Measured on the lab's 2-core machine (`--variants threads --scenarios
+# convoy --duration 6`, one run each): quiet (foreign CPU 0.025-0.03 core),
+# the drop was 40.5-53x over ten runs, short rate 9,900-10,800 req/s; with
+# 0.13 core of other load 47-49x (no change); ~0.19 core 33x; 0.25 core
+# 96-104x (the short rate doubles: the server and the load generator's
+# ping-pong gets squeezed onto one core); one core 15-111x; 1.2 cores (two
+# hogs) 7.6-10x, where the convoy verdict (>= 10x) flips. A tenth of a core
+# is three times what a quiet machine shows and below the smallest load
+# that moved the figure; with more cores it errs on the side of "rerun".
+NOISY_FOREIGN_CORES = 0.1
+BUSY_SAMPLE_SECONDS = 1.0
+
+
+class ProcStatError(ValueError):
+    """/proc/stat does not have the expected `cpu` line."""
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """The machine's CPU time since boot, all CPUs summed, in seconds."""
+
+    idle: float  # idle and iowait: no CPU work
+    steal: float  # taken by the hypervisor for other guests
+    cpus: int  # the CPUs counted (one cpuN line each)
+
+
+def parse_proc_stat(text: str) -> CpuTimes:
+    """The aggregate `cpu` line of /proc/stat's text (proc(5)) and the number of CPUs."""
+    cpus = sum(1 for line in text.splitlines() if re.match(r"cpu\d+ ", line))
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu" and cpus:
+            try:
+                ticks = [int(value) for value in fields[1:]]
+            except ValueError:
+                break
+            if len(ticks) < 4:
+                break
+            # user nice system idle iowait irq softirq steal guest guest_nice;
+            # older kernels stop earlier
+            ticks += [0] * (8 - len(ticks))
+            idle, iowait, steal = ticks[3], ticks[4], ticks[7]
+            return CpuTimes(
+                idle=(idle + iowait) / CLOCK_TICKS, steal=steal / CLOCK_TICKS, cpus=cpus
+            )
+    raise ProcStatError(
+        "no aggregate 'cpu user nice system idle ...' line and cpuN lines in /proc/stat"
+    )
+
+
+def read_proc_stat(path: Path = PROC_STAT) -> CpuTimes | None:
+    """The machine's CPU times; None where there is no /proc (not Linux)."""
+    try:
+        return parse_proc_stat(path.read_text())
+    except (OSError, ProcStatError):
+        return None
+
+
+def own_cpu_seconds() -> float:
+    """CPU of this process (all its threads) and of its reaped children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (runnable and waiting tasks), None if unknown."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The machine at one moment, to be compared with a later one."""
+
+    at: float  # time.monotonic()
+    cpu: CpuTimes | None
+    own_cpu: float  # own_cpu_seconds()
+    load: float | None
+
+
+def snapshot() -> Snapshot:
+    return Snapshot(time.monotonic(), read_proc_stat(), own_cpu_seconds(), load_average())
+
+
+class LoadAverage(TypedDict):
+    start: float | None
+    end: float | None
+
+
+class ForeignCpu(TypedDict):
+    foreign_cpu_cores: float | None
+    steal_cpu_cores: float | None
+    load_average: LoadAverage
+    noisy: bool
+
+
+def foreign_cpu(before: Snapshot, after: Snapshot, lab_cpu_seconds: float | None) -> ForeignCpu:
+    """What other processes used between two snapshots, in cores on average.
+
+    lab_cpu_seconds: the CPU of the processes under test that are not this
+    process or its reaped children (the server); None when unknown, and
+    then the foreign share is unknown too, never guessed.
+    """
+    seconds = after.at - before.at
+    loads = LoadAverage(start=before.load, end=after.load)
+    if before.cpu is None or after.cpu is None or seconds <= 0:
+        return ForeignCpu(
+            foreign_cpu_cores=None, steal_cpu_cores=None, load_average=loads, noisy=False
+        )
+    steal = (after.cpu.steal - before.cpu.steal) / seconds
+    foreign: float | None = None
+    if lab_cpu_seconds is not None:
+        # steal included: the guest saw its CPU busy while the host ran another
+        busy = after.cpu.cpus * seconds - (after.cpu.idle - before.cpu.idle)
+        ours = lab_cpu_seconds + (after.own_cpu - before.own_cpu)
+        # idle comes in ticks (10 ms): a quiet machine can come out a hair below zero
+        foreign = max(0.0, (busy - ours) / seconds)
+    return ForeignCpu(
+        foreign_cpu_cores=None if foreign is None else round(foreign, 3),
+        steal_cpu_cores=round(steal, 3),
+        load_average=loads,
+        noisy=foreign is not None and foreign >= NOISY_FOREIGN_CORES,
+    )
+
+
+@dataclass(frozen=True)
+class Busy:
+    """The machine before the comparison starts: CPU cores in use by others."""
+
+    cores: float | None
+    load: float | None
+
+    @property
+    def busy(self) -> bool:
+        return self.cores is not None and self.cores >= NOISY_FOREIGN_CORES
+
+    def warning(self) -> str:
+        load = "" if self.load is None else f", load average {self.load:g}"
+        return (
+            f"warning: this machine is already busy: other processes used {self.cores:.2f} CPU "
+            f"cores over the last {BUSY_SAMPLE_SECONDS:g} s{load}. The convoy's depth depends "
+            f"on a free core: runs where others use >= {NOISY_FOREIGN_CORES:g} core are marked "
+            "noisy (‡) and their verdicts not judged. Rerun on a quiet machine for the talk's "
+            "figures."
+        )
+
+
+NOT_SAMPLED = Busy(cores=None, load=None)
+
+
+def busy_now(seconds: float = BUSY_SAMPLE_SECONDS) -> Busy:
+    """Sample the machine for `seconds` while this process waits."""
+    before = snapshot()
+    time.sleep(seconds)
+    after = snapshot()
+    figures = foreign_cpu(before, after, 0.0)
+    return Busy(figures["foreign_cpu_cores"], after.load)
