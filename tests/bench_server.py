@@ -35,7 +35,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loadtest.compare.runner import CompareError, comma_list
+from loadtest.compare.runner import comma_list
+from loadtest.compare.servers import CompareError
 from loadtest.talk.perf1 import positive
 from services import VARIANTS
 from services.core.fib import fib

@@ -138,6 +138,25 @@ class Verdict:
     figures: str  # the lab's figures the verdict rests on
     loadgen_bound: bool = False  # a figure read was limited by the load generator
     noisy: bool = False  # a figure read comes only from runs on a busy machine
+    # How far the lab's figure is from the rule's bound, as a factor: >= 1 is
+    # reproduced with that much to spare (10× collapse against a 10× rule is
+    # 1.0), < 1 falls short; inf when the short requests stopped dead. It says
+    # how sensitive a verdict is: a margin near 1 flips on a noisier machine.
+    margin: float | None = None
+
+    @property
+    def margin_text(self) -> str:
+        if self.margin is None:
+            return "–"
+        if math.isinf(self.margin):
+            return "∞ (stopped dead)"
+        if self.margin >= 1:
+            return (
+                f"{self.margin:.2g}× to spare"
+                if self.margin < 10
+                else f"{self.margin:.0f}× to spare"
+            )
+        return f"{1 / self.margin:.2g}× short"
 
     @property
     def status(self) -> str:
@@ -166,12 +185,14 @@ class Verdict:
     def line(self) -> str:
         """One line for a terminal: mark, status, variant, behaviour, figures."""
         behaviour = RULES[self.rule].behaviour
-        return f"{self.mark} {self.status}: {self.variant}: {behaviour}: {self.figures}"
+        margin = f" [margin: {self.margin_text}]" if self.margin is not None else ""
+        return f"{self.mark} {self.status}: {self.variant}: {behaviour}: {self.figures}{margin}"
 
 
 def _judged(
-    rule: RuleKey, variant: str, holds: bool, figures: str, groups: Iterable[RunGroup]
+    rule: RuleKey, variant: str, margin: float, figures: str, groups: Iterable[RunGroup]
 ) -> Verdict:
+    """The verdict on figures whose distance from the rule's bound is `margin` (>= 1 holds)."""
     groups = list(groups)
     # A figure measured only while other processes kept the machine busy is
     # not the experiment: the convoy's depth depends on a free core. (A busy
@@ -183,7 +204,7 @@ def _judged(
             f"{figures} (every repeat of {where} ran while other processes used the "
             f"machine {NOISY_MARK}: not judged)"
         )
-        return Verdict(rule, variant, None, note, noisy=True)
+        return Verdict(rule, variant, None, note, noisy=True, margin=margin)
     partly = [group for group in groups if group.noisy]
     if partly:
         counts = "; ".join(
@@ -199,8 +220,8 @@ def _judged(
             for group in bound
         )
         note = f"{figures} (limited by the load generator in {where}: not the server's figure)"
-        return Verdict(rule, variant, None, note, loadgen_bound=True)
-    return Verdict(rule, variant, holds, figures)
+        return Verdict(rule, variant, None, note, loadgen_bound=True, margin=margin)
+    return Verdict(rule, variant, margin >= 1, figures, margin=margin)
 
 
 def _no_data(rule: RuleKey, variant: str, why: str) -> Verdict:
@@ -225,7 +246,7 @@ def long_serialised(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
         why = f"1 client: {one.gap}" if one is not None and one.gap else "no 1-client long figure"
         return _no_data("long-serialised", variant, f"{why}: nothing to compare with")
     parts = [f"1 client {fmt_seconds(base.median)}"]
-    holds = True
+    margin = math.inf
     measured: list[RunGroup] = [one]
     for clients, (low, high) in LONG_RATIO_BOUNDS.items():
         stage = stages[clients]
@@ -236,7 +257,7 @@ def long_serialised(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
             continue
         measured.append(stage)
         ratio = seconds.median / base.median
-        holds = holds and low <= ratio <= high
+        margin = min(margin, ratio / low, high / ratio)  # >= 1 inside [low, high]
         parts.append(f"{clients} clients {fmt_seconds(seconds.median)} ({ratio:.2f}×)")
     if len(measured) == 1:
         return _no_data(
@@ -244,7 +265,7 @@ def long_serialised(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
             variant,
             f"only the 1-client stage has a figure: {', '.join(parts)}",
         )
-    return _judged("long-serialised", variant, holds, ", ".join(parts), measured)
+    return _judged("long-serialised", variant, margin, ", ".join(parts), measured)
 
 
 def _convoy_figures(
@@ -270,7 +291,10 @@ def _convoy_text(group: RunGroup, before: float, during: float) -> str:
 
 
 def _convoy_rule(
-    rule: RuleKey, groups: Sequence[RunGroup], variant: str, holds: Callable[[float, float], bool]
+    rule: RuleKey,
+    groups: Sequence[RunGroup],
+    variant: str,
+    margin: Callable[[float, float], float],
 ) -> Verdict | None:
     figures = _convoy_figures(groups, variant)
     if figures is None:
@@ -279,12 +303,16 @@ def _convoy_rule(
     if before <= 0:
         return _no_data(rule, variant, "no short requests were answered before the long one")
     return _judged(
-        rule, variant, holds(before, during), _convoy_text(group, before, during), [group]
+        rule, variant, margin(before, during), _convoy_text(group, before, during), [group]
     )
 
 
-def _collapsed(before: float, during: float) -> bool:
-    return during * COLLAPSE_FACTOR <= before
+def _ratio(numerator: float, denominator: float) -> float:
+    return math.inf if denominator == 0 else numerator / denominator
+
+
+def _collapsed(before: float, during: float) -> float:
+    return _ratio(before, during * COLLAPSE_FACTOR)  # before >= 10 × during
 
 
 def convoy_collapse(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
@@ -297,7 +325,10 @@ def threadpool_collapse(groups: Sequence[RunGroup], variant: str) -> Verdict | N
 
 def convoy_stall(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
     return _convoy_rule(
-        "convoy-stall", groups, variant, lambda before, during: during <= STALL_FRACTION * before
+        "convoy-stall",
+        groups,
+        variant,
+        lambda before, during: _ratio(STALL_FRACTION * before, during),  # during <= 2 % before
     )
 
 
@@ -306,7 +337,7 @@ def separate_process_immune(groups: Sequence[RunGroup], variant: str) -> Verdict
         "separate-process-immune",
         groups,
         variant,
-        lambda before, during: during >= IMMUNE_FRACTION * before,
+        lambda before, during: _ratio(during, IMMUNE_FRACTION * before),  # during >= half
     )
 
 
@@ -340,9 +371,8 @@ def pool_baseline_below_threads(groups: Sequence[RunGroup], variant: str) -> Ver
         f"{fmt_rps(pool_rps)} req/s ({source}) vs threads {fmt_rps(threads_rps)} req/s "
         f"({threads_source}): {fraction:.0%} of threads'"
     )
-    return _judged(
-        rule, variant, fraction <= BASELINE_BELOW_FRACTION, figures, [pool_group, threads_group]
-    )
+    margin = _ratio(BASELINE_BELOW_FRACTION, fraction)  # fraction <= 90 %
+    return _judged(rule, variant, margin, figures, [pool_group, threads_group])
 
 
 RuleCheck = Callable[[Sequence[RunGroup], str], Verdict | None]

@@ -175,12 +175,19 @@ def talk_section(
                     rule.behaviour,
                     rule.test,
                     verdict.figures,
+                    verdict.margin_text,
                     said or "–",
                 ]
             )
         lines += table(
-            ["verdict", "variant", "behaviour", "rule", "lab", "talk (video time)"], rows
+            ["verdict", "variant", "behaviour", "rule", "lab", "margin", "talk (video time)"], rows
         )
+        lines += [
+            "",
+            "*margin*: how far the lab's figure is from the rule's bound, as a factor (a 30× "
+            "collapse against a 10× rule has 3× to spare): a margin near 1 is a verdict that a "
+            "noisier machine or another run can flip.",
+        ]
         lines.append("")
     lines += ["### The talk's figures beside the lab's", ""]
     rows = [

@@ -140,7 +140,12 @@ def test_every_verdict_is_in_the_report(full_report: tuple[list[Path], str]) -> 
     rows = [line for line in markdown.splitlines() if line.startswith("| ✅ reproduced |")]
     assert len(rows) == len(found)
     for verdict in found:
-        assert any(f"| {verdict.variant} |" in row and verdict.figures in row for row in rows)
+        assert any(
+            f"| {verdict.variant} |" in row
+            and f"| {verdict.figures} | {verdict.margin_text} |" in row
+            for row in rows
+        ), "each verdict's row carries its figures and its margin"
+    assert "| verdict | variant | behaviour | rule | lab | margin | talk (video time) |" in markdown
 
 
 def test_cli_regenerates_the_report_from_summary_json(tmp_path: Path) -> None:

@@ -582,3 +582,42 @@ def test_summaries_from_before_the_machine_fields_still_load() -> None:
     bad["environment"]["busy_cores_at_start"] = "busy"
     with pytest.raises(SummaryError, match=r"environment\.busy_cores_at_start"):
         check_summary(bad)
+
+
+# --- how far each verdict is from flipping ------------------------------------
+
+
+def test_margin_is_the_factor_between_the_figure_and_the_rules_bound() -> None:
+    summary = plausible_summary()
+    convoy = verdict_of(summary, "convoy-collapse", "threads")
+    assert convoy.margin == pytest.approx(17_600 / 195 / 10)
+    assert convoy.margin_text == "9× to spare"
+    assert convoy.line().endswith("[margin: 9× to spare]")
+    assert verdict_of(summary, "convoy-stall", "asyncio").margin_text == "∞ (stopped dead)"
+    immune = verdict_of(summary, "separate-process-immune", "coro-procpool")
+    assert immune.margin == pytest.approx((7_000 / 5_300) / 0.5)
+    long = verdict_of(summary, "long-serialised", "threads")
+    assert long.margin is not None
+    assert 1 <= long.margin < 1.3, "the ratio nearest its bound sets the margin"
+
+
+def test_margin_at_the_bound_is_one_and_below_it_says_short() -> None:
+    runs = without(plausible_runs(), "threads", "convoy")
+    runs.append(convoy_run("threads", 10_000, 1_000))
+    at_bound = verdict_of(a_summary(runs), "convoy-collapse", "threads")
+    assert at_bound.margin == 1.0
+    assert at_bound.reproduced is True
+    runs = without(plausible_runs(), "threads", "long")
+    runs += long_runs("threads", 0.9, (1.0, 2.0, 4.5))  # 3 clients: 4.5× against at most 3.7×
+    too_slow = verdict_of(a_summary(runs), "long-serialised", "threads")
+    assert too_slow.reproduced is False
+    assert too_slow.margin == pytest.approx(3.7 / 4.5)
+    assert too_slow.margin_text == "1.2× short"
+
+
+def test_a_noisy_verdict_still_shows_its_margin() -> None:
+    runs = without(plausible_runs(), "threads", "convoy")
+    runs += [convoy_run("threads", 12_000, 1_000, repeat, noisy=True) for repeat in range(3)]
+    verdict = verdict_of(a_summary(runs), "convoy-collapse", "threads")
+    assert verdict.noisy
+    assert verdict.margin == pytest.approx(1.2)

@@ -1,0 +1,296 @@
+# loadtest/compare/servers.py
+#
+# The variants under test, as the comparison runner sees them: started as
+# local processes on free ports, found in the compose network, or given as
+# addresses; checked to answer; and read from their own /metrics (docs/design.md
+# §4): before and after each run, and every SAMPLE_PERIOD during a long run so
+# that each stage gets its own server CPU.
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadtest.swarm.targets import CONTAINER_PORT, TargetError, parse_address
+from services import VARIANTS
+
+SERVER_METRICS_PORT = 9100  # docs/design.md §2 default, also inside every container
+
+
+class CompareError(Exception):
+    """A setting or a target that makes the comparison impossible."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one variant answers, and where its /metrics are (None: unknown)."""
+
+    variant: str
+    host: str
+    port: int
+    metrics_url: str | None
+
+
+@contextlib.contextmanager
+def local_variant(variant: str, extra_args: Sequence[str] = ()) -> Iterator[Target]:
+    """`python -m services <variant>` on free ports, in its own process group."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services", variant, "--port", "0", "--metrics-port", "0",
+         *extra_args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output = process.stdout
+    drained = False
+    try:
+        metrics_url = None
+        for line in output:
+            if line.startswith("metrics on "):
+                metrics_url = line.split()[-1]
+            if match := re.match(r"listening on (\S+):(\d+)", line):
+                # Keep reading its output so that it never blocks on a full pipe.
+                _drain(output)
+                drained = True
+                yield Target(variant, match[1], int(match[2]), metrics_url)
+                break
+        else:
+            raise CompareError(f"{variant} did not start (exit code {process.wait()})")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # pool workers included
+            if not drained:
+                output.close()
+
+
+def _drain(output: IO[str]) -> None:
+    """Read `output` to its end in a thread, then close it."""
+
+    def read_to_end() -> None:
+        with output:
+            output.read()
+
+    threading.Thread(target=read_to_end, daemon=True).start()
+
+
+def parse_targets(specs: Sequence[str], metrics_port: int) -> dict[str, Target]:
+    """`--target VARIANT=HOST:PORT` (repeatable); metrics on HOST:metrics_port."""
+    targets = {}
+    for spec in specs:
+        variant, sep, address = spec.partition("=")
+        if not sep or variant not in VARIANTS:
+            raise CompareError(
+                f"--target {spec!r}: expected VARIANT=HOST:PORT with VARIANT one of "
+                f"{', '.join(VARIANTS)}"
+            )
+        try:
+            host, port = parse_address(address)
+        except TargetError as error:
+            raise CompareError(f"--target {spec!r}: {error}") from None
+        targets[variant] = Target(variant, host, port, f"http://{host}:{metrics_port}/metrics")
+    return targets
+
+
+def compose_target(variant: str) -> Target:
+    """The service of that name inside the compose network."""
+    return Target(
+        variant, variant, CONTAINER_PORT, f"http://{variant}:{SERVER_METRICS_PORT}/metrics"
+    )
+
+
+def wait_until_answering(target: Target, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((target.host, target.port), timeout=5) as sock:
+                sock.settimeout(30)
+                sock.sendall(b"10\n")
+                if sock.recv(16) == b"55\n":
+                    return
+        except OSError as error:
+            last_error = error
+        time.sleep(0.5)
+    raise CompareError(
+        f"{target.variant} at {target.host}:{target.port} does not answer: {last_error}"
+    )
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+CPU_METRIC = "fib_cpu_seconds_total"
+
+
+# Seconds between scrapes during a long run. The server's CPU rate steps at
+# a stage boundary; interpolating between scrapes this far apart puts at
+# most about a tenth of a CPU-second in the wrong stage, against stages of
+# a few seconds; more often would cost the server CPU (a scrape folds its
+# tallies) for nothing.
+SAMPLE_PERIOD = 0.2
+
+
+def scrape(target: Target) -> Samples:
+    """Every sample of the variant's /metrics, keyed by (name, labels); {} if unknown."""
+    if target.metrics_url is None:
+        return {}
+    try:
+        with urllib.request.urlopen(target.metrics_url, timeout=10) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@dataclass(frozen=True)
+class Scrape:
+    at: float  # time.monotonic() halfway through the scrape
+    samples: Samples
+
+
+def timed_scrape(target: Target) -> Scrape:
+    sent = time.monotonic()
+    samples = scrape(target)
+    return Scrape((sent + time.monotonic()) / 2, samples)
+
+
+class Sampler:
+    """The server's /metrics at the start, every `period` s in a thread, and at the end.
+
+    period None: the start and the end only.
+    """
+
+    def __init__(self, target: Target, period: float | None) -> None:
+        self.target = target
+        self.period = period
+        self.scrapes: list[Scrape] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Sampler:
+        self.scrapes.append(timed_scrape(self.target))
+        if self.period is not None and self.target.metrics_url is not None:
+            self._thread = threading.Thread(target=self._run, args=(self.period,), daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self, period: float) -> None:
+        while not self._stop.wait(period):
+            self.scrapes.append(timed_scrape(self.target))
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.scrapes.append(timed_scrape(self.target))
+
+
+def cpu_at(scrapes: Sequence[Scrape], t: float) -> float | None:
+    """The server's cumulative CPU seconds at monotonic time t, linear between scrapes.
+
+    None outside the scraped span or when no scrape has the metric.
+    """
+    points = [
+        (one.at, total)
+        for one in scrapes
+        if (total := metric_total(one.samples, CPU_METRIC)) is not None
+    ]
+    if not points or not points[0][0] <= t <= points[-1][0]:
+        return None
+    index = bisect.bisect_left([at for at, _ in points], t)
+    if points[index][0] == t:
+        return points[index][1]
+    (t0, cpu0), (t1, cpu1) = points[index - 1], points[index]
+    return cpu0 + (cpu1 - cpu0) * (t - t0) / (t1 - t0)
+
+
+def cpu_between(scrapes: Sequence[Scrape], start: float, stop: float) -> float | None:
+    first, last = cpu_at(scrapes, start), cpu_at(scrapes, stop)
+    return None if first is None or last is None else last - first
+
+
+def nearest_scrape(scrapes: Sequence[Scrape], t: float) -> Samples:
+    return min(scrapes, key=lambda one: abs(one.at - t)).samples if scrapes else {}
+
+
+def metric_total(samples: Samples, name: str) -> float | None:
+    values = [value for (sample, _labels), value in samples.items() if sample == name]
+    return sum(values) if values else None
+
+
+def delta(before: dict[Any, float], after: dict[Any, float], name: str) -> float | None:
+    keys = [key for key in after if key[0] == name]
+    if not keys:
+        return None
+    return sum(after[key] - before.get(key, 0.0) for key in keys)
+
+
+def server_latency_ms(
+    before: dict[Any, float], after: dict[Any, float], n: int
+) -> dict[str, float | None] | None:
+    """p50 and p99 of fib(n) requests from the server's histogram (bucket upper bounds)."""
+    buckets: dict[float, float] = {}
+    for (name, labels), value in after.items():
+        label = dict(labels)
+        if name == "fib_request_duration_seconds_bucket" and label.get("n") == str(n):
+            bound = float(label["le"])
+            buckets[bound] = value - before.get((name, labels), 0.0)
+    if not buckets or max(buckets.values()) <= 0:
+        return None
+    total = buckets[math.inf]
+    result: dict[str, float | None] = {}
+    for key, q in (("p50", 0.5), ("p99", 0.99)):
+        bound = next(b for b in sorted(buckets) if buckets[b] >= q * total)
+        result[key] = None if math.isinf(bound) else round(bound * 1000.0, 3)
+    return result
+
+
+def long_seconds_on(target: Target, n: int) -> float:
+    """One fib(n) request to the server alone: the seconds until its reply."""
+    with socket.create_connection((target.host, target.port), timeout=30) as sock:
+        sock.settimeout(600)
+        started = time.perf_counter()
+        sock.sendall(b"%d\n" % n)
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        took = time.perf_counter() - started
+    if reply.startswith(b"ERR") or not reply.endswith(b"\n"):
+        raise CompareError(
+            f"{target.variant} did not answer fib({n}): {reply.decode(errors='replace')!r}"
+        )
+    return took
+
+
+def server_info(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> dict[str, str]:
+    """What the variant runs, from its fib_info labels (the runner's Python may differ)."""
+    for name, labels in samples:
+        if name == "fib_info":
+            return {key: value for key, value in labels if key != "variant"}
+    return {}
