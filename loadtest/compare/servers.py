@@ -14,7 +14,6 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,8 +25,10 @@ from typing import IO, Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest.swarm.client import LineConnection, fib_value
 from loadtest.swarm.targets import CONTAINER_PORT, TargetError, parse_address
 from services import VARIANTS
+from services.health import check as health_check
 
 SERVER_METRICS_PORT = 9100  # docs/design.md §2 default, also inside every container
 
@@ -118,21 +119,12 @@ def compose_target(variant: str) -> Target:
 
 
 def wait_until_answering(target: Target, timeout: float = 60.0) -> None:
+    """Until fib(10) is answered right (the containers' health check), at most `timeout` s."""
     deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((target.host, target.port), timeout=5) as sock:
-                sock.settimeout(30)
-                sock.sendall(b"10\n")
-                if sock.recv(16) == b"55\n":
-                    return
-        except OSError as error:
-            last_error = error
+    while (problem := health_check(target.host, target.port, timeout=30)) is not None:
+        if time.monotonic() >= deadline:
+            raise CompareError(f"{target.variant} does not answer: {problem}")
         time.sleep(0.5)
-    raise CompareError(
-        f"{target.variant} at {target.host}:{target.port} does not answer: {last_error}"
-    )
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -270,21 +262,16 @@ def server_latency_ms(
 
 def long_seconds_on(target: Target, n: int) -> float:
     """One fib(n) request to the server alone: the seconds until its reply."""
-    with socket.create_connection((target.host, target.port), timeout=30) as sock:
-        sock.settimeout(600)
+    with LineConnection((target.host, target.port), reply_timeout=600) as connection:
+        connection.connect()
         started = time.perf_counter()
-        sock.sendall(b"%d\n" % n)
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
+        try:
+            reply = connection.ask(b"%d\n" % n)
+        except OSError as error:
+            raise CompareError(f"{target.variant} did not answer fib({n}): {error}") from None
         took = time.perf_counter() - started
-    if reply.startswith(b"ERR") or not reply.endswith(b"\n"):
-        raise CompareError(
-            f"{target.variant} did not answer fib({n}): {reply.decode(errors='replace')!r}"
-        )
+    if reply != str(fib_value(n)).encode():
+        raise CompareError(f"{target.variant} answered fib({n}) with {reply!r}")
     return took
 
 
