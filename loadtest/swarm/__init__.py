@@ -3,5 +3,7 @@
 # blocking socket (gevent-friendly); targets.py turns a variant name or
 # tcp://HOST:PORT into an address; users.py holds the Locust users (ShortUser,
 # LongUser) and the --fib-* options; shapes.py the scenarios (short, long,
-# convoy) as LoadTestShapes; exporter.py the master's Prometheus endpoint with
-# microsecond client-side latency.
+# convoy) as LoadTestShapes; recording.py every reply's time and the figures
+# made of them; hooks.py what the lab adds to Locust through its events (the
+# Host check, the start log, the convoy figures); exporter.py the master's
+# Prometheus endpoint with microsecond client-side latency.
