@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT, Server, kill_group, start_server
@@ -155,4 +156,20 @@ def web_ui(spawn: Callable[..., Process], threads_server: Server, coro_server: S
         env=fib_targets(threads_server, coro_server),
     )  # fmt: skip
     locust.wait_for(lambda line: "Starting web interface" in line, timeout=30)
-    return f"http://127.0.0.1:{web_port}"
+    base = f"http://127.0.0.1:{web_port}"
+    get_when_up(base + "/")  # Locust logs that line before its server listens
+    return base
+
+
+def get_when_up(url: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = requests.get(url, timeout=10)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+            continue
+        response.raise_for_status()
+        return response.text

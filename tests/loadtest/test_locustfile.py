@@ -27,6 +27,7 @@ from tests.loadtest.conftest import (
     Process,
     fib_targets,
     free_port,
+    get_when_up,
     locust_command,
     metric_value,
 )
@@ -310,20 +311,6 @@ def test_headless_convoy_ends_with_the_rates_before_during_and_after(
     # The figures are the run's last words, after Locust's own totals.
     totals = next(i for i, line in enumerate(lines) if "Response time percentiles" in line)
     assert all(i > totals for i, line in enumerate(lines) if "convoy: " in line)
-
-
-def get_when_up(url: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            response = requests.get(url, timeout=10)
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-            continue
-        response.raise_for_status()
-        return response.text
 
 
 def template_args(html: str) -> dict[str, Any]:
