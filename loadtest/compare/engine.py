@@ -47,7 +47,14 @@ from loadtest.swarm.recording import (
     timeline,
 )
 from loadtest.swarm.shapes import SCENARIOS
-from loadtest.swarm.targets import Address, TargetError, check_variant, parse_address, resolve
+from loadtest.swarm.targets import (
+    Address,
+    TargetError,
+    check_variant,
+    format_address,
+    parse_address,
+    resolve,
+)
 from loadtest.swarm.users import FibOptions, LongUser, ShortUser
 
 SHUTDOWN_MARGIN = 30.0  # seconds past the scenario's length before the run is cut
@@ -79,10 +86,9 @@ def run_scenario(
         raise ValueError(f"duration must be > 0 seconds, got {duration}")
     if short_users < 1:
         raise ValueError(f"short_users must be >= 1, got {short_users}")
-    host, port = address
     options = FibOptions(
         target=variant,
-        address=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        address=format_address(address),
         short_n=short_n,
         long_n=long_n,
         rate=rate,

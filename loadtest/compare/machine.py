@@ -29,16 +29,12 @@ from typing import TypedDict
 PROC_STAT = Path("/proc/stat")
 # /proc/stat counts in USER_HZ ticks
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-# Other processes using a tenth of a core on average mark a run noisy.
-# Measured on the lab's 2-core machine (`--variants threads --scenarios
-# convoy --duration 6`, one run each): quiet (foreign CPU 0.025-0.03 core),
-# the drop was 40.5-53x over ten runs, short rate 9,900-10,800 req/s; with
-# 0.13 core of other load 47-49x (no change); ~0.19 core 33x; 0.25 core
-# 96-104x (the short rate doubles: the server and the load generator's
-# ping-pong gets squeezed onto one core); one core 15-111x; 1.2 cores (two
-# hogs) 7.6-10x, where the convoy verdict (>= 10x) flips. A tenth of a core
-# is three times what a quiet machine shows and below the smallest load
-# that moved the figure; with more cores it errs on the side of "rerun".
+# Other processes using a tenth of a core on average mark a run noisy. On
+# the lab's 2-core machine a quiet comparison reads at most 0.054 core over
+# all its 90 runs (docs/results/summary.json), while a busy core moves the
+# threads convoy from 53x to 34x and two make it swing from 5x to 22x
+# (docs/results/one-busy-core, two-busy-cores). A tenth of a core is about
+# twice the quiet maximum; with more cores it errs on the side of "rerun".
 NOISY_FOREIGN_CORES = 0.1
 BUSY_SAMPLE_SECONDS = 1.0
 
@@ -118,8 +114,8 @@ def snapshot() -> Snapshot:
 
 
 class LoadAverage(TypedDict):
-    start: float | None
-    end: float | None
+    start: float | None  # 1-minute load average when the run began
+    end: float | None  # ... and when it ended
 
 
 class ForeignCpu(TypedDict):

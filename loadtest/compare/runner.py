@@ -26,7 +26,6 @@ import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -57,13 +56,12 @@ from loadtest.compare.servers import (
     server_latency_ms,
     wait_until_answering,
 )
-from loadtest.compare.summary import plural
+from loadtest.compare.summary import SCENARIOS, plural
 from loadtest.compare.verdicts import verdicts
 from services import VARIANTS
 from services.core.fib import fib
 from services.core.settings import Settings
 
-SCENARIOS = ("short", "long", "convoy")
 MAX_N = Settings("threads").max_n  # the servers' default largest n (docs/design.md §2)
 # A run is the load generator's, not the server's, when the generator got
 # less than this share of the rate it asked for ...
@@ -74,12 +72,6 @@ LOADGEN_SATURATED_PERCENT = 90.0
 SERVER_SPARE_CORES = 0.8
 # ... or when it spent this many times the server's CPU on each request.
 CLIENT_SHARE_FACTOR = 1.5
-
-
-# --- the variants under test ---------------------------------------------------
-
-
-# --- the server's own view ---------------------------------------------------------
 
 
 # --- one scenario ----------------------------------------------------------------
@@ -99,7 +91,7 @@ class Plan:
 
 
 def run_engine(target: Target, scenario: str, duration: float, plan: Plan) -> dict[str, Any]:
-    """One scenario in a `loadtest.compare.engine` child; its figures and its CPU."""
+    """One scenario in a `loadtest.compare.engine` child; its figures (its own CPU among them)."""
     command = [
         sys.executable, "-m", "loadtest.compare.engine", "--variant", target.variant,
         "--address", f"{target.host}:{target.port}", "--scenario", scenario,
@@ -107,19 +99,14 @@ def run_engine(target: Target, scenario: str, duration: float, plan: Plan) -> di
         "--long-n", str(plan.long_n), "--short-users", str(plan.short_users),
         "--rate", str(plan.rate),
     ]  # fmt: skip
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=duration * 3 + 120, check=False
     )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise CompareError(
             f"the load engine failed on {target.variant}/{scenario}:\n{result.stderr[-2000:]}"
         )
     figures: dict[str, Any] = json.loads(result.stdout)
-    figures["engine_cpu_seconds"] = (after.ru_utime - before.ru_utime) + (
-        after.ru_stime - before.ru_stime
-    )
     return figures
 
 

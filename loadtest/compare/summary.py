@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NotRequired, TypedDict, TypeGuard, cast
 
-from loadtest.compare.machine import NOISY_FOREIGN_CORES
+from loadtest.compare.machine import NOISY_FOREIGN_CORES, LoadAverage
 from services import VARIANTS
 
 Scenario = Literal["short", "long", "convoy"]
@@ -69,11 +69,6 @@ class Environment(TypedDict):
     long_seconds_server: NotRequired[dict[str, float]]
     # Per variant, what it runs: its fib_info labels (python, implementation, gil).
     servers: NotRequired[dict[str, dict[str, str]]]
-
-
-class LoadAverage(TypedDict):
-    start: float | None  # 1-minute load average when the run began
-    end: float | None  # ... and when it ended
 
 
 class Run(TypedDict):

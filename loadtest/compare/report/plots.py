@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from matplotlib import colormaps
 from matplotlib.axes import Axes
@@ -134,38 +135,33 @@ def grouped_bars(
         for x, note in zip(xs, one.notes, strict=True):
             if note:
                 # up from the axis floor, where a bar of that stage would stand
-                ax.annotate(
-                    note,
-                    (x, 0),
-                    xycoords=("data", "axes fraction"),
-                    xytext=(0, 14),
-                    textcoords="offset points",
-                    ha="center",
-                    va="bottom",
-                    rotation=90,
-                    fontsize="x-small",
-                    color="black",
-                )
+                floor_label(ax, x, note, lift=14, va="bottom", rotation=90, fontsize="x-small")
         if log:
             # a log axis cannot draw 0: say it at the axis floor
             for x, figure in zip(xs, one.figures, strict=True):
                 if figure is not None and figure.median == 0:
-                    ax.annotate(
-                        "0",
-                        (x, 0),
-                        xycoords=("data", "axes fraction"),
-                        xytext=(0, 2),
-                        textcoords="offset points",
-                        ha="center",
-                        fontsize="small",
-                        color=one.color,
-                        fontweight="bold",
+                    floor_label(
+                        ax, x, "0", lift=2, fontsize="small", color=one.color, fontweight="bold"
                     )
     ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right")
     ax.grid(axis="y", alpha=0.3)
 
 
-def loadgen_legend(ax: Axes, series: Sequence[Series]) -> None:
+def floor_label(ax: Axes, x: float, text: str, *, lift: float, **style: Any) -> None:
+    """`text` at bar position `x`, `lift` points above the axis floor."""
+    style.setdefault("color", "black")
+    ax.annotate(
+        text,
+        (x, 0),
+        xycoords=("data", "axes fraction"),
+        xytext=(0, lift),
+        textcoords="offset points",
+        ha="center",
+        **style,
+    )
+
+
+def legend_with_marks(ax: Axes, series: Sequence[Series]) -> None:
     """The legend, with the hatches' meaning when a bar has one."""
     handles, labels = ax.get_legend_handles_labels()
     if any(bound for one in series for bound in one.loadgen_bound):
@@ -215,7 +211,7 @@ def plot_rps(groups: Sequence[RunGroup], variants: Sequence[str], path: Path) ->
     grouped_bars(ax, variants, series)
     ax.set_title("Requests per second by variant and scenario (median, min–max over repeats)")
     ax.set_ylabel("requests / s" + (" (log scale)" if ax.get_yscale() == "log" else ""))
-    loadgen_legend(ax, series)
+    legend_with_marks(ax, series)
     figure.savefig(path, dpi=110)
     return path
 
@@ -243,7 +239,7 @@ def plot_latency(groups: Sequence[RunGroup], variants: Sequence[str], path: Path
         grouped_bars(ax, shown, series, log=True)
         ax.set_title(f"Client-side latency, {scenario} scenario")
         ax.set_ylabel("ms (log scale)")
-        loadgen_legend(ax, series)
+        legend_with_marks(ax, series)
     figure.suptitle("Latency percentiles per variant (median over repeats)")
     figure.savefig(path, dpi=110)
     return path
@@ -325,6 +321,6 @@ def plot_cpu(groups: Sequence[RunGroup], variants: Sequence[str], cores: float, 
     ax.set_ylim(0, max(cores * 1.15, ax.get_ylim()[1]))
     ax.set_title("Server CPU used by variant and scenario (pool workers included)")
     ax.set_ylabel("CPU cores (CPU-seconds per second)")
-    loadgen_legend(ax, series)
+    legend_with_marks(ax, series)
     figure.savefig(path, dpi=110)
     return path

@@ -71,8 +71,12 @@ def cell(
     return text + marks(group)
 
 
-def fmt_cores(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+def fixed(digits: int) -> Callable[[float | None], str]:
+    """A formatter with `digits` decimals ("–" for no figure)."""
+    return lambda value: "–" if value is None else f"{value:.{digits}f}"
+
+
+fmt_cores = fixed(2)
 
 
 def fmt_count(value: float | None) -> str:
@@ -280,7 +284,7 @@ def long_section(groups: Sequence[RunGroup]) -> list[str]:
             if seconds is not None and base is not None and base.median > 0
             else "–"
         )
-        per_request = cell(seconds, lambda v: "–" if v is None else f"{v:.3f}", group)
+        per_request = cell(seconds, fixed(3), group)
         if group.gap:
             per_request = group.gap if seconds is None else f"{per_request} ({group.gap})"
         rows.append(
@@ -291,7 +295,7 @@ def long_section(groups: Sequence[RunGroup]) -> list[str]:
                 ratio,
                 cell(group.stat("rps"), fmt_rps, group),
                 cell(group.stat("requests"), fmt_count),
-                cell(group.stat("duration_s"), lambda v: "–" if v is None else f"{v:.2f}"),
+                cell(group.stat("duration_s"), fixed(2)),
                 cell(group.latency("p50"), fmt_ms, group),
                 cell(group_figure(group, cpu_cores), fmt_cores, group),
                 cell(group.stat("cpu_seconds_per_request"), fmt_cpu_per_request, group),
@@ -330,7 +334,7 @@ def convoy_section(groups: Sequence[RunGroup]) -> list[str]:
             cell(group.stat("short_rps_before"), fmt_rps, group),
             cell(group.stat("short_rps_during"), fmt_rps, group),
             cell(group_figure(group, drop_factor), fmt_factor),
-            cell(group.stat("long_seconds"), lambda v: "–" if v is None else f"{v:.2f}"),
+            cell(group.stat("long_seconds"), fixed(2)),
         ]
         for group in groups
         if group.scenario == "convoy"

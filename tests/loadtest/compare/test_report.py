@@ -25,7 +25,7 @@ from loadtest.compare.report.plots import (
     bar_series,
     draw_convoy,
     grouped_bars,
-    loadgen_legend,
+    legend_with_marks,
     whole_seconds,
 )
 from loadtest.compare.report.tables import render_markdown
@@ -324,7 +324,7 @@ def test_bar_plots_hatch_noisy_bars_and_name_missing_stages() -> None:
     figure = Figure()
     ax = figure.subplots()
     grouped_bars(ax, variants, series)
-    loadgen_legend(ax, series)
+    legend_with_marks(ax, series)
 
     labels = [one.label for one in series]
     convoy = bars_of(ax)[len(variants) * labels.index("convoy")]  # threads' convoy bar
