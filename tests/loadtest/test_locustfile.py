@@ -340,7 +340,14 @@ def start_and_count(
     started = requests.post(base + "/swarm", data=form, timeout=10).json()
     assert started["success"], started
     deadline = time.monotonic() + 20
-    while (report := stats(base)) and requests_of(report, name) < at_least:
+
+    def counted(report: dict[str, Any]) -> bool:
+        # Locust starts in a greenlet of its own and clears the last run's
+        # stats only then: until it runs, the counts are the previous run's.
+        running = report["state"] in ("spawning", "running")
+        return running and requests_of(report, name) >= at_least
+
+    while not counted(report := stats(base)):
         assert time.monotonic() < deadline, f"no {name} requests counted: {report}"
         time.sleep(0.5)
     return report
