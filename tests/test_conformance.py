@@ -9,13 +9,16 @@
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import time
 
 import pytest
+import requests
 
 from services import VARIANTS
+from services.core.metrics_http import SCRAPE_CONNECTIONS
 
 from .conftest import (
     POOL_VARIANTS,
@@ -276,3 +279,83 @@ def test_cpu_counter_counts_the_work_including_pool_workers(server: Server, vari
     # takes a few tenths of a CPU second, wherever it ran.
     assert measured > 0.2
     assert used == pytest.approx(measured, abs=0.1 + 0.1 * measured)
+
+
+# -- the metrics port cannot starve the fib port ------------------------------
+SLOW_METRICS_CLIENTS = 300
+# A scrape's head, sent a byte per round: never complete within the test.
+SLOW_HEAD = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 200
+
+
+def fib_1_seconds(sock: socket.socket, count: int) -> list[float]:
+    """The time of `count` fib(1) requests, one at a time, on one connection."""
+    seconds = []
+    for _ in range(count):
+        started = time.perf_counter()
+        sock.sendall(b"1\n")
+        assert read_line(sock) == b"1\n"
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def p99(seconds: list[float]) -> float:
+    return sorted(seconds)[int(0.99 * (len(seconds) - 1))]
+
+
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_slow_metrics_clients_change_nothing_on_the_fib_port(server: Server, variant: str):
+    # docs/design.md §4: the /metrics server holds at most SCRAPE_CONNECTIONS
+    # connections (one more gets 503 without a thread), each for at most
+    # SCRAPE_DEADLINE seconds. Here 300 clients trickle a scrape's head a byte
+    # at a time while one client asks fib(1) on the fib port.
+    slow: list[socket.socket] = []
+    with server.connect() as fib_client:
+        baseline = fib_1_seconds(fib_client, 200)
+        threads_before = thread_count(server.pid)
+        threads_most = threads_before
+        during: list[float] = []
+        try:
+            for _ in range(SLOW_METRICS_CLIENTS):  # the storm: fib(1) between connects
+                sock = socket.create_connection(("127.0.0.1", server.metrics_port), timeout=5)
+                sock.setblocking(False)
+                slow.append(sock)
+                during += fib_1_seconds(fib_client, 1)
+            for at in range(40):  # a byte to each, then fib(1) meanwhile: about 2 s
+                for sock in list(slow):
+                    try:
+                        sock.send(SLOW_HEAD[at : at + 1])
+                    except BlockingIOError:
+                        pass
+                    except OSError:  # refused over the cap: closed by the server
+                        slow.remove(sock)
+                        sock.close()
+                during += fib_1_seconds(fib_client, 10)
+                threads_most = max(threads_most, thread_count(server.pid))
+                time.sleep(0.05)
+        finally:
+            for sock in slow:
+                sock.close()
+        answered_after = fib_1_seconds(fib_client, 1)
+    assert answered_after, "the fib client was served throughout"
+    # The handlers of admitted scrapes, and not one thread more (a slack of 1
+    # for a variant's own thread starting meanwhile).
+    assert threads_most <= threads_before + SCRAPE_CONNECTIONS + 1, (
+        f"{threads_before} threads before, {threads_most} with slow /metrics clients"
+    )
+    assert len(slow) <= SCRAPE_CONNECTIONS, f"{len(slow)} slow clients still held"
+    # Generous: this compares this machine with itself, another test may run.
+    assert p99(during) < p99(baseline) + 0.25, (
+        f"fib(1) p99 {p99(during) * 1e3:.1f} ms with slow /metrics clients,"
+        f" {p99(baseline) * 1e3:.1f} ms before"
+    )
+    # Once they have gone, their slots are free: a normal scrape is served.
+    wait_for(lambda: scrape_status(server) == 200, 5, "a scrape served after the slow clients")
+    assert server.metric("fib_info", variant=variant) == 1
+
+
+def scrape_status(server: Server) -> int:
+    response = requests.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10)
+    return int(response.status_code)

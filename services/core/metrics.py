@@ -29,12 +29,12 @@ from prometheus_client import (
     Counter,
     Gauge,
     disable_created_metrics,
-    start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .metrics_http import start_scrape_server
 from .protocol import ErrorCode
 
 # 50 µs .. 120 s: fib(1) answers in tens of µs, fib(45) in about a minute.
@@ -83,8 +83,9 @@ class Metrics(NullMetrics):
         registry.register(CpuCollector(variant, cpu_source))
 
     def serve(self, host: str, port: int) -> int:
-        """Serve /metrics from a daemon thread; returns the port bound."""
-        server, _thread = start_http_server(port, host, registry=self.registry)
+        """Serve /metrics from a daemon thread, bounded (metrics_http.py);
+        returns the port bound."""
+        server, _thread = start_scrape_server(self.registry, host, port)
         return int(server.server_port)
 
     def connection_opened(self) -> ConnectionTally:
