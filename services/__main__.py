@@ -16,7 +16,7 @@ import sys
 from services import VARIANTS, module_name
 from services.core import pools
 from services.core.metrics import Metrics
-from services.core.runtime import Lab
+from services.core.runtime import Lab, fit_open_file_limit
 from services.core.settings import Settings, env_var, flag, parse_settings
 
 
@@ -28,6 +28,7 @@ def main(argv: list[str]) -> None:
     if settings.switch_interval:
         sys.setswitchinterval(settings.switch_interval)
     variant = importlib.import_module(module_name(settings.variant))
+    settings = fit_open_file_limit(settings)
     lab = Lab(settings)
     try:
         listener = lab.listen()

@@ -10,6 +10,7 @@ import asyncio
 import signal
 import socket
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from services.core.fib import fib
 from services.core.runtime import RECV_SIZE, Connection, Lab
@@ -26,18 +27,42 @@ async def fib_server(lab: Lab, listener: socket.socket, handler: Handler) -> Non
     stopped = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, lab.stop)
+    inputs: dict[Connection, tuple[asyncio.StreamReader, asyncio.Transport]] = {}
 
     async def client_connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
-        with lab.connection(sock, write=writer.write, close=writer.close) as conn:
-            await handler(conn, reader, writer)
+        transport = cast(asyncio.Transport, writer.transport)
+        # Any reply the kernel did not take makes send() wait, as sendall
+        # does: thousands of 2-byte replies queued as objects would cost
+        # far more memory than their bytes say.
+        transport.set_write_buffer_limits(high=0)
+        with lab.connection(sock, write=writer.write, close=transport.abort) as conn:
+            inputs[conn] = (reader, transport)
+            try:
+                await handler(conn, reader, writer)
+            finally:
+                del inputs[conn]
 
-    server = await asyncio.start_server(client_connected, sock=listener)
+    # limit: the reader stops the transport reading past 2 x 8 KiB read ahead
+    # of the handler (a line is at most FIB_MAX_LINE bytes anyway).
+    server = await asyncio.start_server(client_connected, sock=listener, limit=8192)
     lab.on_stop(stopped.set)
     lab.on_stop(server.close)
     await stopped.wait()
     while lab.open_connections and loop.time() < lab.drain_deadline:
-        await asyncio.sleep(0.05)  # each handler answers what it has read, then sees EOF
+        for conn, (reader, transport) in inputs.items():
+            if conn.drained:  # it has read all it may: its reader sees end of stream
+                transport.pause_reading()
+                reader.feed_eof()
+        await asyncio.sleep(0.05)
+
+
+async def send(conn: Connection, writer: asyncio.StreamWriter, reply: bytes) -> None:
+    """Write a reply; if the kernel's buffer for it is full, wait (reading no
+    new line) until the client has read enough of it, or until the deadline."""
+    writer.write(reply)
+    async with asyncio.timeout_at(conn.deadline):
+        await writer.drain()
 
 
 async def fib_handler(
@@ -47,5 +72,4 @@ async def fib_handler(
         async with asyncio.timeout_at(conn.deadline):
             data = await reader.read(RECV_SIZE)
         for request in conn.receive(data):
-            writer.write(conn.reply(request, fib))  # fib(n) blocks the event loop
-            await writer.drain()
+            await send(conn, writer, conn.reply(request, fib))  # fib(n) blocks the event loop

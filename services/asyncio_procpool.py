@@ -32,5 +32,4 @@ async def fib_handler(
             if request.n is not None:  # a valid line: fib goes to the pool
                 request.future = loop.run_in_executor(pool, fib, request.n)
                 await asyncio.wait([request.future])  # its result, or its failure
-            writer.write(conn.reply(request))
-            await writer.drain()
+            await asyncio_variant.send(conn, writer, conn.reply(request))

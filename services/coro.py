@@ -33,4 +33,5 @@ def fib_handler(lab: Lab, client: socket.socket) -> Task:
         while not conn.closed:
             yield "recv", client, conn.deadline
             for request in conn.receive(client.recv(RECV_SIZE)):
-                yield from send_all(client, conn.reply(request, fib))  # fib(n) blocks the loop
+                reply = conn.reply(request, fib)  # fib(n) blocks the loop
+                yield from send_all(client, reply, conn.deadline)

@@ -30,9 +30,9 @@ class AsyncSocket:
         yield "recv", self.sock, deadline
         return self.sock.recv(maxsize)
 
-    def sendall(self, data: bytes) -> Wait:
+    def sendall(self, data: bytes, deadline: float | None = None) -> Wait:
         while data:
-            yield "send", self.sock
+            yield "send", self.sock, deadline
             data = data[self.sock.send(data) :]
 
     def accept(self, lab: Lab) -> Wait:
@@ -63,4 +63,5 @@ def fib_handler(lab: Lab, client: AsyncSocket, pool: Executor) -> Task:
                 if request.n is not None:
                     request.future = future = pool.submit(fib, request.n)
                     yield "future", future
-                yield from client.sendall(conn.reply(request))
+                reply = conn.reply(request)
+                yield from client.sendall(reply, conn.deadline)

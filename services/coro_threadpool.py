@@ -39,4 +39,5 @@ def fib_handler(lab: Lab, client: socket.socket, pool: Executor) -> Task:
                 if request.n is not None:  # a valid line: fib goes to the pool
                     request.future = future = pool.submit(fib, request.n)
                     yield "future", future  # other clients run meanwhile
-                yield from send_all(client, conn.reply(request))
+                reply = conn.reply(request)
+                yield from send_all(client, reply, conn.deadline)

@@ -15,9 +15,12 @@
 #
 # Changes from the talk, each for a reason:
 # - selectors (epoll) instead of select(), which stops at fd 1024;
-# - `yield 'recv', sock, deadline`: a line must arrive before its deadline,
-#   or the task gets TimeoutError thrown in (a trickling client cannot keep
-#   a connection forever);
+# - `yield 'recv', sock, deadline` (and 'send'): a line must arrive, and a
+#   reply be written, before the deadline, or the task gets TimeoutError
+#   thrown in (a trickling client, or one that never reads, cannot keep a
+#   connection forever);
+# - while the server drains, a reader with nothing left to read has reached
+#   its deadline (docs/design.md §2);
 # - a task that raises is logged and dropped: one bad client must not stop
 #   the loop for everybody;
 # - run() returns once the server stops and its clients are done.
@@ -43,14 +46,14 @@ tasks: deque[tuple[Task, BaseException | None]] = deque()  # ready to run
 recv_wait: dict[socket.socket, Task] = {}  # waiting areas
 send_wait: dict[socket.socket, Task] = {}
 future_wait: dict[Future[Any], Task] = {}
-recv_deadline: dict[socket.socket, float] = {}
+deadlines: dict[socket.socket, float] = {}  # of the waits that have one
 
 selector = selectors.DefaultSelector()
 future_notify, future_event = socket.socketpair()
 future_notify.setblocking(False)
 future_event.setblocking(False)
 
-DEADLINE_SCAN = 0.25  # seconds between checks of the recv deadlines
+DEADLINE_SCAN = 0.25  # seconds between checks of the deadlines
 
 
 def spawn(task: Task) -> None:
@@ -76,18 +79,23 @@ def future_monitor() -> Task:
             pass
 
 
-def send_all(sock: socket.socket, data: bytes) -> Task:
+def send_all(sock: socket.socket, data: bytes, deadline: float | None = None) -> Task:
     while data:
-        yield "send", sock
+        yield "send", sock, deadline
         data = data[sock.send(data) :]
 
 
-def _wake_expired(now: float) -> None:
-    for sock, deadline in list(recv_deadline.items()):
+def _wake_expired(lab: Lab, now: float) -> None:
+    if lab.stopping.is_set():
+        for sock in recv_wait.keys() & deadlines.keys():
+            if lab.drained(sock):
+                deadlines[sock] = now
+    for sock, deadline in list(deadlines.items()):
         if deadline <= now:
-            del recv_deadline[sock]
+            del deadlines[sock]
             selector.unregister(sock)
-            tasks.append((recv_wait.pop(sock), TimeoutError()))
+            waiting = recv_wait if sock in recv_wait else send_wait
+            tasks.append((waiting.pop(sock), TimeoutError()))
 
 
 def run(lab: Lab) -> None:
@@ -99,17 +107,17 @@ def run(lab: Lab) -> None:
             log.warning("drain deadline passed with %d tasks waiting", len(recv_wait))
             return
         if not tasks:
-            timeout = max(0.0, next_scan - time.monotonic()) if recv_deadline else SIGNAL_CHECK
+            timeout = max(0.0, next_scan - time.monotonic()) if deadlines else SIGNAL_CHECK
             if lab.stopping.is_set():
                 timeout = min(timeout, DEADLINE_SCAN)
             for key, events in selector.select(timeout):
                 sock = cast(socket.socket, key.fileobj)
                 selector.unregister(sock)
                 waiting = recv_wait if events & selectors.EVENT_READ else send_wait
-                recv_deadline.pop(sock, None)
+                deadlines.pop(sock, None)
                 tasks.append((waiting.pop(sock), None))
-        if recv_deadline and (now := time.monotonic()) >= next_scan:
-            _wake_expired(now)
+        if deadlines and (now := time.monotonic()) >= next_scan:
+            _wake_expired(lab, now)
             next_scan = now + DEADLINE_SCAN
         if not tasks:
             continue
@@ -121,11 +129,11 @@ def run(lab: Lab) -> None:
         except Exception:
             log.exception("task crashed")
             continue
+        if deadline and deadline[0] is not None:
+            deadlines[what] = deadline[0]
         if why == "recv":
             recv_wait[what] = task
             selector.register(what, selectors.EVENT_READ)
-            if deadline and deadline[0] is not None:
-                recv_deadline[what] = deadline[0]
         elif why == "send":
             send_wait[what] = task
             selector.register(what, selectors.EVENT_WRITE)

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable
 
 from services.core.fib import fib
-from services.core.runtime import RECV_SIZE, Lab
+from services.core.runtime import Lab
 
 
 def serve(lab: Lab, listener: socket.socket) -> None:
@@ -25,6 +25,7 @@ def serve(lab: Lab, listener: socket.socket) -> None:
 def fib_handler(lab: Lab, client: socket.socket, compute: Callable[[int], int] = fib) -> None:
     with lab.connection(client) as conn:
         while not conn.closed:
-            client.settimeout(conn.remaining())  # the whole line must arrive by then
-            for request in conn.receive(client.recv(RECV_SIZE)):
-                client.sendall(conn.reply(request, compute))  # fib(n) runs here
+            for request in conn.receive(conn.recv(client)):  # client.recv, until the deadline
+                reply = conn.reply(request, compute)  # fib(n) runs here
+                client.settimeout(conn.remaining())  # a client that stops reading times out
+                client.sendall(reply)

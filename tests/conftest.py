@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -133,8 +134,19 @@ def kill_group(pgid: int) -> None:
         pass
 
 
-def start_server(variant: str, *args: str, env: dict[str, str] | None = None) -> Server:
-    """Start a variant and wait until it answers fib(1)."""
+def start_server(
+    variant: str, *args: str, env: dict[str, str] | None = None, open_files: int | None = None
+) -> Server:
+    """Start a variant and wait until it answers fib(1).
+
+    `open_files`: its RLIMIT_NOFILE, soft and hard (the server raises its
+    soft limit to the hard one, so only a hard limit binds it).
+    """
+
+    def limit_open_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     process = subprocess.Popen(
         [sys.executable, "-m", "services", variant, "--port", "0", "--metrics-port", "0", *args],
         cwd=ROOT,
@@ -143,6 +155,7 @@ def start_server(variant: str, *args: str, env: dict[str, str] | None = None) ->
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group: tests can kill the group
+        preexec_fn=limit_open_files if open_files is not None else None,
     )
     output: list[str] = []
     port = metrics_port = 0
@@ -195,8 +208,10 @@ def launch() -> Iterator[Launch]:
     """start_server, with every server it started killed (group and all) at the end."""
     started: list[Server] = []
 
-    def start(variant: str, *args: str, env: dict[str, str] | None = None) -> Server:
-        started.append(start_server(variant, *args, env=env))
+    def start(
+        variant: str, *args: str, env: dict[str, str] | None = None, open_files: int | None = None
+    ) -> Server:
+        started.append(start_server(variant, *args, env=env, open_files=open_files))
         return started[-1]
 
     yield start

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -65,10 +66,13 @@ class FibProtocol:
     """Framing and parsing for one connection.
 
     `receive(data)` takes whatever bytes arrived (b"" means end of stream) and
-    returns the complete lines among them as Requests, in order. A partial
-    line stays buffered, never more than `max_line` bytes of it: past that the
-    stream has lost its framing, a `line-too-long` request is returned and the
-    protocol accepts nothing more (`closed`).
+    yields the complete lines among them as Requests, in order, one at a
+    time: 64 KiB of empty lines is 65,536 requests, and a client that sends
+    them without reading its replies must not make the server hold them all
+    (docs/design.md §2). A partial line stays buffered, never more than
+    `max_line` bytes of it: past that the stream has lost its framing, a
+    `line-too-long` request is yielded and the protocol accepts nothing more
+    (`closed`).
     """
 
     def __init__(self, max_n: int, max_line: int) -> None:
@@ -82,28 +86,25 @@ class FibProtocol:
         """Bytes held while waiting for the end of a line."""
         return len(self._buffer)
 
-    def receive(self, data: bytes) -> list[Request]:
+    def receive(self, data: bytes) -> Iterator[Request]:
         if self.closed:
-            return []
+            return
         if not data:  # end of stream: an unfinished line is dropped
             self.closed = True
             self._buffer.clear()
-            return []
+            return
         buffer = self._buffer
         buffer += data
-        requests: list[Request] = []
         start = 0
         while (end := buffer.find(b"\n", start, start + self.max_line)) >= 0:
-            requests.append(self.parse(bytes(buffer[start:end])))
+            line = bytes(buffer[start:end])
             start = end + 1
+            yield self.parse(line)
         del buffer[:start]
         if len(buffer) >= self.max_line:
-            requests.append(
-                Request(None, ErrorCode.LINE_TOO_LONG, f"no newline within {self.max_line} bytes")
-            )
             self.closed = True
             buffer.clear()
-        return requests
+            yield Request(None, ErrorCode.LINE_TOO_LONG, f"no newline within {self.max_line} bytes")
 
     def parse(self, line: bytes) -> Request:
         """One line, without its `\\n`, as a Request (valid or not)."""

@@ -2,26 +2,41 @@
 #
 # What every variant needs around its own concurrency model: a listening
 # socket, accept() that survives fd exhaustion and shutdown, per-connection
-# bookkeeping (cap, whole-line deadline, metrics, closing), and SIGTERM
-# handling that stops accepting, answers what was already read, and exits.
+# bookkeeping (cap, deadlines, metrics, graceful close), and SIGTERM handling
+# that stops accepting, answers what was already received, and exits.
 #
-# Shutdown works the same under threads, generator tasks and asyncio: every
-# open client socket gets shutdown(SHUT_RD). A reader blocked in recv (or a
-# selector waiting on it) wakes with end-of-stream after the bytes already
-# received, so each handler answers what it has and leaves on its own.
+# Draining works the same under threads, generator tasks and asyncio. At the
+# signal, each connection notes how many bytes its kernel socket had received
+# (TCP_INFO's tcpi_bytes_received): lines within them are answered, bytes past
+# them are never parsed, and a connection that has read them all ends as if
+# the client had closed. A blocking reader waits on its socket and on one
+# pipe that becomes readable at the signal; an event loop looks at its next
+# scan. (shutdown(SHUT_RD) would wake readers too, but on Linux bytes that
+# arrive after it are still returned by recv, and once the write side is
+# shut as well, they are answered with RST.)
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
+import os
+import resource
+import select
 import signal
 import socket
+import struct
+import termios
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from types import FrameType, TracebackType
+from typing import Any
 
+from .linger import Lingerer
 from .metrics import ConnectionTally, Metrics, NullMetrics
+from .metrics_http import SCRAPE_CONNECTIONS
 from .protocol import ErrorCode, FibProtocol, Request, error_line, reply_line
 from .settings import Settings
 
@@ -35,6 +50,62 @@ RECV_SIZE = 65536
 SIGNAL_CHECK = 1.0
 # accept() errors that mean "out of resources for now", not "broken" (trio).
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE}
+# struct tcp_info (linux/tcp.h): the __u64 tcpi_bytes_received (Linux 4.1+).
+_TCP_INFO_BYTES_RECEIVED = 128
+
+
+def bytes_received(sock: Any) -> int | None:
+    """Bytes the kernel has received on this TCP socket so far, read or not."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    except (AttributeError, OSError, ValueError):  # not Linux, not TCP, or closed
+        return None
+    if len(info) < _TCP_INFO_BYTES_RECEIVED + 8:
+        return None
+    return int(struct.unpack_from("Q", info, _TCP_INFO_BYTES_RECEIVED)[0])
+
+
+# Descriptors besides the client sockets (measured with `ls /proc/PID/fd`):
+# a process pool takes 8 plus 2 per worker, twice that while a pool broken
+# by a killed worker is being replaced; SPARE covers the reserved
+# descriptor, an asyncio socket duplicated while it closes, logs and pipes.
+_POOL_FDS_FIXED, _POOL_FDS_PER_WORKER, _SPARE_FDS = 8, 2, 32
+
+
+def fit_open_file_limit(settings: Settings) -> Settings:
+    """Raise the soft open-file limit to the hard one; cap the connections to fit it.
+
+    With the connection cap beyond the limit, client 1,001 of a server
+    allowed 1,024 files would get nothing at all, not even ERR busy, and
+    /metrics would be unreachable (docs/design.md §2).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as error:  # e.g. an unlimited hard limit on macOS
+            log.warning("open files: could not raise the limit %d to %d: %s", soft, hard, error)
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        in_use = 16
+    pool = 2 * (_POOL_FDS_FIXED + _POOL_FDS_PER_WORKER * settings.workers)
+    others = in_use + pool + SCRAPE_CONNECTIONS + _SPARE_FDS
+    room = soft - others
+    budget = f"{others} for the pool, /metrics and the process itself"
+    if settings.max_connections > room:
+        log.warning(
+            "open files: the limit is %d, %s: serving at most %d connections, not %d",
+            soft, budget, max(1, room), settings.max_connections,
+        )  # fmt: skip
+        return replace(settings, max_connections=max(1, room))
+    log.info(
+        "open files: limit %d = %d connections + %s + %d unused",
+        soft, settings.max_connections, budget, room - settings.max_connections,
+    )  # fmt: skip
+    return settings
 
 
 class Lab:
@@ -47,17 +118,24 @@ class Lab:
         )
         self.stopping = threading.Event()
         self.drain_deadline = float("inf")
+        self.lingerer = Lingerer(settings.linger_timeout)
         self._stop_callbacks: list[Callable[[], object]] = []
         # Reentrant: the SIGTERM handler (stop) runs in the main thread, which
         # may be inside _admit or _release at that moment (sync, coro*).
         self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
-        self._open: set[Connection] = set()
+        self._open: dict[Any, Connection] = {}  # by socket
+        # A descriptor kept for the moment accept() fails for lack of one: it
+        # is freed to accept the client and tell it ERR busy (libuv, nginx).
+        self._reserve: int | None = os.open(os.devnull, os.O_RDONLY)
+        # Readable from the signal on (a byte written, never read): wakes
+        # every blocking reader at once, for two descriptors in all.
+        self.stop_signal, self._stop_writer = os.pipe()
 
     # -- connections -------------------------------------------------------
 
     def connection(
-        self, sock: socket.socket, *, write: Callable[[bytes], object] | None = None,
+        self, sock: Any, *, write: Callable[[bytes], object] | None = None,
         close: Callable[[], object] | None = None,
     ) -> Connection:  # fmt: skip
         return Connection(self, sock, write=write, close=close)
@@ -66,19 +144,42 @@ class Lab:
     def open_connections(self) -> int:
         return len(self._open)
 
+    def drained(self, sock: Any) -> bool:
+        """True when the connection on `sock` has read all it may while draining."""
+        connection = self._open.get(sock)
+        return connection is not None and connection.drained
+
     def _admit(self, connection: Connection) -> bool:
         with self._lock:
-            self._open.add(connection)
+            self._open[connection.sock] = connection
             admitted = len(self._open) <= self.settings.max_connections
         if self.stopping.is_set():
-            connection.shutdown_reading()
+            connection.stop_reading()
         return admitted
 
     def _release(self, connection: Connection) -> None:
         with self._lock:
-            self._open.discard(connection)
+            if self._open.get(connection.sock) is connection:
+                del self._open[connection.sock]
             if not self._open:
                 self._idle.notify_all()
+
+    def _close(self, connection: Connection) -> None:
+        """Hand the socket to the lingerer; the slot is free once it is closed."""
+        sock = connection.sock
+        if not connection.raw:
+            # An asyncio transport's socket. The transport would close at
+            # once or wait forever for a client that reads nothing: keep the
+            # kernel socket in a duplicate and abort the transport.
+            try:
+                sock = socket.socket(fileno=os.dup(sock.fileno()))
+            except OSError:  # out of descriptors: no graceful close this time
+                sock = None
+            connection.close_transport()
+            if sock is None:
+                self._release(connection)
+                return
+        self.lingerer.close(sock, lambda: self._release(connection))
 
     def wait_closed(self) -> bool:
         """Block until every connection is closed or the drain deadline passes."""
@@ -99,7 +200,12 @@ class Lab:
         return listener
 
     def accept(self, listener: socket.socket) -> socket.socket | None:
-        """One accepted client, or None (stopping, or nothing to accept now)."""
+        """One accepted client, or None (stopping, or nothing to accept now).
+
+        Never sleeps on an event loop's listener: out of descriptors, the
+        client is told ERR busy from the reserved one; out of memory, the
+        loop simply comes back when the listener is readable again.
+        """
         try:
             client, _addr = listener.accept()
         except (BlockingIOError, TimeoutError):  # nobody yet: the caller loops
@@ -107,13 +213,41 @@ class Lab:
         except OSError as error:
             if self.stopping.is_set():
                 return None
+            if error.errno in _OUT_OF_DESCRIPTORS and self._refuse_from_reserve(listener):
+                return None
             if error.errno in _ACCEPT_CAPACITY_ERRNOS:
-                log.warning("accept: %s; retrying in 100 ms", error)
-                time.sleep(0.1)
+                log.warning("accept: %s", error)
+                if listener.gettimeout() != 0.0:  # a thread of its own: it may wait
+                    time.sleep(0.1)
                 return None
             raise
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return client
+
+    def _refuse_from_reserve(self, listener: socket.socket) -> bool:
+        if self._reserve is None:
+            return False
+        os.close(self._reserve)
+        self._reserve = None
+        try:
+            client, _addr = listener.accept()
+        except OSError:
+            return False
+        finally:
+            try:
+                self._reserve = os.open(os.devnull, os.O_RDONLY)
+            except OSError:  # taken meanwhile: tried again next time
+                pass
+        with client:
+            client.setblocking(False)
+            self.metrics.count_error(ErrorCode.BUSY)
+            try:
+                client.send(error_line(ErrorCode.BUSY, "out of file descriptors; try later"))
+                client.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        log.warning("accept: out of file descriptors; a client was told ERR busy")
+        return True
 
     # -- shutdown ----------------------------------------------------------
 
@@ -121,17 +255,19 @@ class Lab:
         self._stop_callbacks.append(callback)
 
     def stop(self, *_signal: int | FrameType | None) -> None:
-        """Stop accepting; let every connection finish what it has read."""
+        """Stop accepting; let every connection finish what it has received."""
         if self.stopping.is_set():
             return
         self.drain_deadline = time.monotonic() + self.settings.drain_timeout
+        with self._lock:
+            connections = list(self._open.values())
+        for connection in connections:
+            if not connection.closed:  # not those already lingering
+                connection.stop_reading()
         self.stopping.set()
+        os.write(self._stop_writer, b"x")
         for callback in reversed(self._stop_callbacks):  # the variant's first
             callback()
-        with self._lock:
-            connections = list(self._open)
-        for connection in connections:
-            connection.shutdown_reading()
 
     def install_signal_handlers(self, listener: socket.socket) -> None:
         def stop_listening() -> None:
@@ -151,11 +287,11 @@ class Connection:
     Used as a context manager around a handler's loop. On the way out it
     answers a passed deadline with `ERR idle-timeout`, treats a vanished
     client as normal, logs anything else without letting it reach other
-    clients, and closes the socket exactly once.
+    clients, and closes the socket gracefully exactly once.
     """
 
     def __init__(
-        self, lab: Lab, sock: socket.socket, *, write: Callable[[bytes], object] | None,
+        self, lab: Lab, sock: Any, *, write: Callable[[bytes], object] | None,
         close: Callable[[], object] | None,
     ) -> None:  # fmt: skip
         self.lab = lab
@@ -164,14 +300,29 @@ class Connection:
         self.metrics = lab.metrics
         self.tally: ConnectionTally | None = None  # set on entry, when metrics are on
         self._idle_timeout = lab.settings.idle_timeout
-        self._raw = write is None  # we own a plain socket (not an asyncio transport's)
+        self.raw = write is None  # we own a plain socket (not an asyncio transport's)
         self._write = write or sock.sendall
-        self._close = close or sock.close
+        self.close_transport: Callable[[], object] = close or sock.close
         self.deadline = time.monotonic() + self._idle_timeout
+        self.consumed = 0  # bytes handed to receive()
+        self.read_limit: int | None = None  # set by a drain: bytes received before it
+        self._poller: select.poll | None = None  # recv()'s, made on first use
+        # Replies the client has not read wait in the kernel, up to this many
+        # bytes (Linux doubles it); past it, sending blocks and the handler
+        # reads no new line (docs/design.md §2).
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, lab.settings.max_unsent)
+        except OSError:
+            pass
 
     @property
     def closed(self) -> bool:
         return self.protocol.closed
+
+    @property
+    def drained(self) -> bool:
+        """A drain began and every byte received before it has been read."""
+        return self.read_limit is not None and self.consumed >= self.read_limit
 
     def remaining(self) -> float:
         """Seconds left to complete the next line; raises TimeoutError when none."""
@@ -180,17 +331,43 @@ class Connection:
             raise TimeoutError
         return left
 
-    def receive(self, data: bytes) -> list[Request]:
-        """The complete lines in `data` (b"": the client closed)."""
-        requests = self.protocol.receive(data)
-        if requests and (tally := self.tally) is not None:
-            now = time.monotonic()
-            for request in requests:
-                request.started = now
-            tally.started += len(requests)
-            if tally.started >= tally.fold_at:  # keeps its lists short without a scraper
-                tally.fold()
-        return requests
+    def recv(self, sock: socket.socket) -> bytes:
+        """Wait for bytes on a blocking socket: b"" at EOF or once drained.
+
+        It waits on the socket and on the lab's stop signal: nothing else
+        wakes a thread blocked in recv when a drain begins (see the top of
+        this file). TimeoutError when the line's deadline passes.
+        """
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(sock, select.POLLIN)
+            self._poller.register(self.lab.stop_signal, select.POLLIN)
+        while not self.drained:
+            ready = self._poller.poll(self.remaining() * 1000)
+            if any(fd != self.lab.stop_signal for fd, _event in ready):
+                return sock.recv(RECV_SIZE)
+        return b""
+
+    def receive(self, data: bytes) -> Iterator[Request]:
+        """The complete lines in `data` (b"": the client closed), one at a time.
+
+        While draining, bytes past those received before the signal are not
+        looked at, and reaching them ends the input.
+        """
+        ending = False
+        if (limit := self.read_limit) is not None and len(data) >= limit - self.consumed:
+            data, ending = data[: max(0, limit - self.consumed)], True
+        self.consumed += len(data)
+        tally = self.tally
+        for request in self.protocol.receive(data):
+            if tally is not None:
+                request.started = time.monotonic()
+                tally.started += 1
+                if tally.started >= tally.fold_at:  # keeps its lists short without a scraper
+                    tally.fold()
+            yield request
+        if ending:
+            self.protocol.closed = True
 
     def reply(self, request: Request, compute: Callable[[int], int] | None = None) -> bytes:
         """The line that answers `request`.
@@ -220,14 +397,16 @@ class Connection:
                 tally.durations.append(now - request.started)
             else:
                 tally.answered(n, error, now - request.started)
+        # The reply must be written, and the next line arrive, by then.
         self.deadline = now + self._idle_timeout
         return line
 
-    def shutdown_reading(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass
+    def stop_reading(self) -> None:
+        """Drain: read no further than what the kernel has received by now."""
+        received = bytes_received(self.sock)
+        if received is None:  # no TCP_INFO: what was read, plus what waits to be
+            received = self.consumed + self.protocol.buffered + _unread(self.sock)
+        self.read_limit = received
 
     def __enter__(self) -> Connection:
         self.tally = self.metrics.connection_opened()
@@ -245,29 +424,36 @@ class Connection:
     ) -> bool:
         try:
             if isinstance(error, TimeoutError):
-                self._send_final(ErrorCode.IDLE_TIMEOUT, "no complete line in time")
+                if not self.drained:  # a drain ends a waiting reader with its deadline
+                    self._send_final(ErrorCode.IDLE_TIMEOUT, "no complete line in time")
             elif isinstance(error, ConnectionError):
                 pass  # the client went away: it costs its own requests only
             elif isinstance(error, Exception):
                 log.error("connection failed", exc_info=error)
         finally:
             self.protocol.closed = True
-            try:
-                self._close()
-            except OSError:
-                pass
-            self.lab._release(self)
             self.metrics.connection_closed(self.tally)
+            self.lab._close(self)
         return isinstance(error, Exception)
 
     def _send_final(self, error: ErrorCode, text: str) -> None:
+        """A last ERR line, if it fits now: a client that reads nothing gets none."""
         self.metrics.count_error(error)
         line = error_line(error, text)
         try:
-            if self._raw:
-                self.sock.settimeout(1.0)  # a short line into an empty buffer, then close
+            if self.raw:
+                self.sock.setblocking(False)
                 self.sock.send(line)
             else:
                 self._write(line)
         except OSError:
             pass
+
+
+def _unread(sock: Any) -> int:
+    try:
+        buffer = bytearray(4)
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, buffer)
+        return int.from_bytes(buffer, "little")
+    except (OSError, ValueError):
+        return 0

@@ -33,6 +33,8 @@ class Settings:
     pool_workers: int = 0  # 0: cpus_available()
     backlog: int = 1024
     drain_timeout: float = 8.0
+    linger_timeout: float = 2.0
+    max_unsent: int = 65536
     switch_interval: float = 0.0  # 0: leave CPython's default (0.005 s)
     cpu_source: str = "auto"
     metrics: bool = True
@@ -80,6 +82,14 @@ _OPTIONS: dict[str, tuple[Callable[[str], object], str]] = {
     "pool_workers": (_at_least(0, int), "pool size (0: CPUs available)"),
     "backlog": (_at_least(1, int), "listen() backlog"),
     "drain_timeout": (_at_least(0, float), "seconds to finish work after SIGTERM"),
+    "linger_timeout": (
+        _at_least(0, float),
+        "seconds a closing connection reads and discards input so replies arrive",
+    ),
+    "max_unsent": (
+        _at_least(1024, int),
+        "socket send buffer: replies a client has not read before its reading stops",
+    ),
     "switch_interval": (_at_least(0, float), "sys.setswitchinterval (0: default)"),
     "cpu_source": (_choice("auto", "cgroup", "process"), "what fib_cpu_seconds_total counts"),
 }

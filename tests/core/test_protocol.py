@@ -21,7 +21,7 @@ MAX_LINE = 64
 
 
 def feed(data: bytes, max_n: int = MAX_N, max_line: int = MAX_LINE) -> list[Request]:
-    return FibProtocol(max_n, max_line).receive(data)
+    return list(FibProtocol(max_n, max_line).receive(data))
 
 
 def outcome(request: Request) -> int | str:
@@ -120,9 +120,9 @@ def test_pipelined_lines_answered_in_order() -> None:
 
 def test_line_split_across_receives() -> None:
     protocol = FibProtocol(MAX_N, MAX_LINE)
-    assert protocol.receive(b" 1") == []
+    assert list(protocol.receive(b" 1")) == []
     assert protocol.buffered == 2
-    assert protocol.receive(b"2\r") == []
+    assert list(protocol.receive(b"2\r")) == []
     [request] = protocol.receive(b"\n3")
     assert request.n == 12
     assert protocol.buffered == 1
@@ -137,10 +137,10 @@ def test_byte_by_byte() -> None:
 def test_end_of_stream_drops_the_partial_line_and_closes() -> None:
     protocol = FibProtocol(MAX_N, MAX_LINE)
     assert [outcome(r) for r in protocol.receive(b"1\n2")] == [1]
-    assert protocol.receive(b"") == []
+    assert list(protocol.receive(b"")) == []
     assert protocol.closed
     assert protocol.buffered == 0
-    assert protocol.receive(b"\n3\n") == []
+    assert list(protocol.receive(b"\n3\n")) == []
 
 
 # -- the line limit: the \n must come within max_line bytes ---------------
@@ -152,7 +152,7 @@ def test_longest_line_allowed(max_line: int) -> None:
     assert outcomes(body + b"\n", max_line=max_line) == [5]
     # Across two receives too, and with \r\n one digit fewer fits.
     protocol = FibProtocol(MAX_N, max_line)
-    assert protocol.receive(body) == []
+    assert list(protocol.receive(body)) == []
     assert protocol.buffered == max_line - 1
     assert [outcome(r) for r in protocol.receive(b"\n")] == [5]
     assert outcomes(body[1:] + b"\r\n", max_line=max_line) == [5]
@@ -165,7 +165,7 @@ def test_one_byte_over_the_limit(max_line: int) -> None:
     assert outcomes(body[1:] + b"\r\n", max_line=max_line) == ["line-too-long"]
     # Detected as soon as max_line bytes are held, without waiting for a \n.
     protocol = FibProtocol(MAX_N, max_line)
-    assert protocol.receive(body[:-1]) == []
+    assert list(protocol.receive(body[:-1])) == []
     [request] = protocol.receive(body[-1:])
     assert request.error is ErrorCode.LINE_TOO_LONG
     assert str(max_line) in request.error_text
@@ -178,8 +178,8 @@ def test_line_too_long_stops_parsing() -> None:
     assert [outcome(r) for r in protocol.receive(stream)] == [1, "line-too-long"]
     assert protocol.closed
     assert protocol.buffered == 0
-    assert protocol.receive(b"3\n") == []
-    assert protocol.receive(b"") == []
+    assert list(protocol.receive(b"3\n")) == []
+    assert list(protocol.receive(b"")) == []
 
 
 # -- reply formats ------------------------------------------------------------
@@ -283,14 +283,14 @@ def test_chunking_never_matters(
     stream, chunks = stream_and_chunks
     assert b"".join(chunks) == stream
     whole = FibProtocol(max_n, max_line)
-    at_once = whole.receive(stream) if stream else []
+    at_once = list(whole.receive(stream)) if stream else []
     assert whole.buffered < max_line
 
     split = FibProtocol(max_n, max_line)
     piecewise: list[Request] = []
     for chunk in chunks:
         was_closed = split.closed
-        got = split.receive(chunk)
+        got = list(split.receive(chunk))
         if was_closed:
             assert got == []  # after line-too-long nothing more comes out
         piecewise += got
@@ -305,10 +305,10 @@ def test_chunking_never_matters(
         assert whole.closed
 
     # End of stream: nothing more, and closed.
-    assert whole.receive(b"") == []
+    assert list(whole.receive(b"")) == []
     assert whole.closed
     assert whole.buffered == 0
-    assert whole.receive(b"1\n") == []
+    assert list(whole.receive(b"1\n")) == []
 
 
 @settings(max_examples=300, deadline=None)

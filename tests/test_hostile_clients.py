@@ -1,0 +1,221 @@
+# tests/test_hostile_clients.py
+#
+# The conformance suite's adversarial part (docs/design.md §2): clients that
+# send past a line limit, keep sending while the server closes or drains, or
+# never read their replies. Every variant must close gracefully (replies,
+# then EOF, never a reset that destroys them), stop at its deadlines, and
+# keep its memory per connection bounded.
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from services import VARIANTS
+
+from .conftest import Launch, Server, answer, read_line, wait_for
+
+
+def read_to_eof(sock: socket.socket, timeout: float = 10.0) -> list[bytes]:
+    """Every line until the server's EOF; a reset fails the test."""
+    sock.settimeout(timeout)
+    data = bytearray()
+    while chunk := sock.recv(65536):  # ConnectionResetError: replies were destroyed
+        data += chunk
+    return bytes(data).splitlines()
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+# -- graceful close: replies, then EOF -----------------------------------------
+
+
+def test_replies_before_a_line_too_long_all_arrive_then_eof(server: Server):
+    for _trial in range(3):
+        with server.connect() as sock:
+            sock.sendall(b"1\n" * 100 + b"x" * 200_000)  # the server stops parsing at 64
+            lines = read_to_eof(sock)
+        assert lines[:100] == [b"1"] * 100
+        assert len(lines) == 101, lines[100:]
+        assert lines[100].startswith(b"ERR line-too-long "), lines[100]
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "sync"])
+def test_busy_reaches_a_client_that_sent_ahead(variant: str, launch: Launch):
+    # (sync holds one connection and leaves the next in the backlog.)
+    server = launch(variant, "--max-connections", "1")
+    wait_for(lambda: server.metric("fib_connections_active") == 0, 5, "readiness client gone")
+    with server.connect() as first:
+        first.sendall(b"1\n")
+        assert read_line(first) == b"1\n"
+        for _trial in range(3):
+            with server.connect() as second:
+                second.sendall(b"10\n" * 20_000)  # 60 KB the server never reads
+                lines = read_to_eof(second)
+            assert len(lines) == 1, lines
+            assert lines[0].startswith(b"ERR busy "), lines
+
+
+# -- back-pressure: a client that never reads -----------------------------------
+
+
+def send_without_reading(sock: socket.socket, data: bytes) -> threading.Thread:
+    """sendall in a thread (it blocks once the server stops reading)."""
+
+    def send() -> None:
+        try:
+            sock.sendall(data)
+        except OSError:  # closed under us by the test, or reset by the server
+            pass
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+NEVER_READ = b"\n" * 300_000  # 300 KB asking for 15.9 MB of ERR not-an-integer
+# 300 KB asking for 150,000 replies of 2 bytes: cheap in bytes, costly as
+# objects if a server queues each reply on its own.
+NEVER_READ_SMALL_REPLIES = b"1\n" * 150_000
+
+
+def test_a_client_that_never_reads_is_closed_at_its_deadline(variant: str, launch: Launch):
+    server = launch(variant, "--idle-timeout", "2")
+    wait_for(lambda: server.metric("fib_connections_active") == 0, 5, "readiness client gone")
+    with server.connect() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        started = time.monotonic()
+        sender = send_without_reading(sock, NEVER_READ)
+        time.sleep(1.0)
+        held = server.metric("fib_requests_in_progress")
+        assert held <= 2, f"{held:.0f} lines read and held for a client that reads nothing"
+        wait_for(lambda: server.metric("fib_connections_active") == 0, 10, "the client closed")
+        elapsed = time.monotonic() - started
+        assert elapsed < 6, f"held {elapsed:.1f} s with an idle timeout of 2 s"
+        assert server.metric("fib_errors_total", code="idle-timeout") == 1
+        sender.join(5)
+    assert server.ask(b"10\n") == b"55\n"
+
+
+CLIENTS = 50
+# What the server may grow by while 50 clients each push 300 KB of lines and
+# read nothing: its buffers per connection (a 64 KiB read, the line buffer,
+# asyncio's transport reads of 256 KiB and its reader's buffer) and a thread
+# stack for the threaded variants. Measured 0.3-0.5 MiB per client, up to
+# 1.5 on asyncio. Before back-pressure every variant held the 65,536
+# requests of a 64 KiB read (about 6 MB) and coro-asyncsocket grew by 6 MB
+# per client.
+RSS_GROWTH_PER_CLIENT = 3 << 20
+
+
+def test_fifty_clients_that_never_read_cost_bounded_memory(variant: str, launch: Launch):
+    server = launch(variant, "--idle-timeout", "60")
+    wait_for(lambda: server.metric("fib_connections_active") == 0, 5, "readiness client gone")
+    # The same number of well-behaved clients first: thread stacks, buffers
+    # and allocator arenas that any 50 connections cost are in the baseline.
+    polite = [server.connect() for _ in range(CLIENTS)]
+    for sock in polite:  # one by one: sync takes the next from its backlog
+        with sock:
+            sock.sendall(b"1\n")
+            assert read_line(sock) == b"1\n"
+    wait_for(lambda: server.metric("fib_connections_active") == 0, 5, "polite clients gone")
+    before = rss_bytes(server.pid)
+    hostile = [server.connect() for _ in range(CLIENTS)]
+    try:
+        for index, sock in enumerate(hostile):
+            send_without_reading(sock, (NEVER_READ, NEVER_READ_SMALL_REPLIES)[index % 2])
+        admitted = 1 if variant == "sync" else CLIENTS  # sync leaves the rest in its backlog
+        wait_for(lambda: server.metric("fib_connections_active") == admitted, 30, "all admitted")
+        time.sleep(3.0)  # every server-side buffer as full as it gets
+        grown = rss_bytes(server.pid) - before
+        assert server.metric("fib_requests_in_progress") <= 2 * CLIENTS
+        print(f"\n{variant}: RSS +{grown / 2**20:.1f} MiB for {CLIENTS} clients that never read")
+        assert grown < CLIENTS * RSS_GROWTH_PER_CLIENT, f"RSS grew {grown / 2**20:.0f} MiB"
+    finally:
+        for sock in hostile:
+            sock.close()
+    wait_for(lambda: server.metric("fib_connections_active") == 0, 10, "hostile clients gone")
+    assert server.ask(b"10\n") == b"55\n"
+
+
+# -- SIGTERM under pipelined load -------------------------------------------------
+
+
+def test_sigterm_answers_every_line_received_before_it_and_no_later(variant: str, launch: Launch):
+    """A client pipelines fib(1..20), 64 lines in flight (k more sent as soon
+    as k replies are read), while SIGTERM comes: each line sent before the
+    signal is answered, in order; replies stop soon after it although lines
+    keep arriving; the connection ends with EOF, not a reset; the server
+    exits 0 long before its drain timeout (8 s)."""
+    server = launch(variant)
+    ns = [1 + i % 20 for i in range(5_000_000)]  # more than 20 s of replies
+    answered, sent, sent_before_signal = 0, 64, -1
+    signalled_at = last_reply_at = 0.0
+    pending = b""
+    with server.connect(timeout=5) as sock:
+        sock.sendall(b"".join(b"%d\n" % n for n in ns[:sent]))
+        started = time.monotonic()
+        while chunk := sock.recv(65536):  # ConnectionResetError fails the test
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                assert line + b"\n" == answer(ns[answered]), f"reply {answered}: {line!r}"
+                answered += 1
+            last_reply_at = time.monotonic()
+            if sent_before_signal < 0 and last_reply_at - started > 1.0:
+                sent_before_signal, signalled_at = sent, time.monotonic()
+                server.process.send_signal(signal.SIGTERM)
+            more = len(lines)
+            assert last_reply_at - started < 20, "the server never stopped"
+            sock.sendall(b"".join(b"%d\n" % n for n in ns[sent : sent + more]))
+            sent += more
+    assert sent_before_signal > 0
+    assert answered >= sent_before_signal, (
+        f"{sent_before_signal - answered} lines sent before SIGTERM were not answered"
+    )
+    late = last_reply_at - signalled_at
+    assert late < 1.0, f"still answering {late:.1f} s after SIGTERM ({answered} replies)"
+    code = server.process.wait(4)
+    assert code == 0
+    assert "stopped (drained)" in "".join(server.output)
+
+
+# -- out of file descriptors ------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "sync"])
+def test_connection_cap_is_reachable_within_the_open_file_limit(variant: str, launch: Launch):
+    """Allowed 1,000 connections (the default) but only 160 files, the server
+    sizes its cap to fit and says so; the client past the cap gets ERR busy
+    and /metrics still answers."""
+    server = launch(variant, "--pool-workers", "4", open_files=160)
+    said = re.search(r"serving at most (\d+) connections, not 1000", "".join(server.output))
+    assert said, "the server must say that it lowered its cap:\n" + "".join(server.output)
+    cap = int(said[1])
+    assert 32 < cap < 160
+    wait_for(lambda: server.metric("fib_connections_active") == 0, 5, "readiness client gone")
+    clients = [server.connect() for _ in range(cap)]
+    try:
+        for sock in clients:
+            sock.sendall(b"1\n")
+        for sock in clients:
+            assert read_line(sock) == b"1\n"
+        with server.connect() as one_too_many:
+            reply = read_line(one_too_many)
+            assert reply.startswith(b"ERR busy "), reply
+        wait_for(lambda: server.metric("fib_connections_active") == cap, 5, "/metrics answers")
+    finally:
+        for sock in clients:
+            sock.close()
+    wait_for(lambda: server.metric("fib_connections_active") == 0, 10, "clients gone")
+    assert server.ask(b"10\n") == b"55\n"
