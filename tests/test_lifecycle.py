@@ -18,6 +18,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ from .conftest import (
     ROOT,
     Server,
     answer,
+    group_cpu_seconds,
     group_members,
     kill_group,
     read_line,
@@ -362,3 +364,144 @@ def test_taken_port_names_its_address_and_setting(variant, flag, env, other):
     assert f"127.0.0.1:{taken}" in message, message
     assert "Address already in use" in message, message
     assert f"{flag} or {env}" in message, message
+
+
+# -- a pool worker dies, again and again ---------------------------------------
+
+POOL_SIZE = 2
+KILL_ROUNDS = 5
+LOAD_CLIENTS = 3
+LOAD_LINES = (1, 15, 20, 22)  # written at once: each client keeps a pipeline full
+LOAD_BATCHES = 20_000  # per client, a bound far above what the kill rounds take
+IDLE_SECONDS = 5.0
+IDLE_CPU_SECONDS = 0.1  # what the whole process group may use over IDLE_SECONDS
+
+
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def resource_trackers(server: Server) -> list[int]:
+    """The "spawn" context's semaphore bookkeeper: one per server, not a worker."""
+    return [pid for pid in server.descendants() if "resource_tracker" in cmdline(pid)]
+
+
+class PipeliningClient(threading.Thread):
+    """Writes LOAD_LINES in one go and reads a reply to each, until stopped,
+    pausing between batches while `go` is clear. A reply must be the answer
+    or ERR server-error; a missing one (timeout, EOF) is a failure too."""
+
+    def __init__(self, server: Server, go: threading.Event, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.server = server
+        self.go = go
+        self.stop = stop
+        self.replies = 0
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        batch = b"".join(b"%d\n" % n for n in LOAD_LINES)
+        deadline = time.monotonic() + 120
+        try:
+            with self.server.connect(timeout=30) as sock, sock.makefile("rb") as stream:
+                for _ in range(LOAD_BATCHES):
+                    self.go.wait(30)
+                    if self.stop.is_set() or time.monotonic() > deadline:
+                        return
+                    sock.sendall(batch)
+                    for n in LOAD_LINES:
+                        reply = stream.readline()
+                        if reply != answer(n) and not reply.startswith(b"ERR server-error "):
+                            self.failures.append(f"fib({n}) answered {reply!r}")
+                            return
+                        self.replies += 1
+        except OSError as error:  # a timeout included: a line left unanswered
+            self.failures.append(f"{type(error).__name__}: {error}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", POOL_VARIANTS)
+def test_pool_returns_to_idle_after_repeated_worker_kills(variant, launch):
+    """Each kill breaks the executor: its other workers must stop too (they
+    may never get another task) and a full pool replace it, so the server
+    ends up as it started: the same workers count, threads and idle CPU, and
+    no semaphore left behind at exit."""
+    server = launch(variant, "--pool-workers", str(POOL_SIZE))
+    wait_for(lambda: server.metric("fib_connections_active") == 0, 5, "readiness client closed")
+    time.sleep(0.2)  # a thread-per-client variant's thread ends just after its connection
+    threads_before = thread_count(server.pid)
+    trackers = resource_trackers(server)
+    assert len(trackers) == 1, describe(server.descendants())
+    assert len(pool_workers(server)) == POOL_SIZE, describe(server.descendants())
+
+    go, stop = threading.Event(), threading.Event()
+    go.set()
+    clients = [PipeliningClient(server, go, stop) for _ in range(LOAD_CLIENTS)]
+    for client in clients:
+        client.start()
+    dead_pools: set[int] = set()  # every worker of an executor a kill broke
+
+    def live_pool() -> list[int]:
+        return [pid for pid in pool_workers(server) if pid not in dead_pools]
+
+    try:
+        with server.connect(timeout=30) as long_client:
+            for kill in range(KILL_ROUNDS):
+                wait_for(lambda: len(live_pool()) == POOL_SIZE, 30, f"{POOL_SIZE} fresh workers")
+                long_client.sendall(b"%d\n" % LONG_WORK)
+                if kill % 2 == 0:
+                    # The hard case: the load pauses until the long request is
+                    # the only work left, so the other worker waits in the call
+                    # queue holding the queue's lock. Its death leaves the busy
+                    # worker unable ever to take another task: only the server
+                    # can stop it.
+                    go.clear()
+                    wait_in_progress(server, 1)
+                workers = live_pool()
+                busy = busiest(workers)
+                victim = busy if kill % 2 else next(pid for pid in workers if pid != busy)
+                dead_pools.update(workers)
+                os.kill(victim, signal.SIGKILL)
+                go.set()
+                reply = read_line(long_client)
+                assert reply == answer(LONG_WORK) or reply.startswith(b"ERR server-error "), reply
+    finally:
+        stop.set()
+        go.set()
+        for client in clients:
+            client.join(30)
+    assert not any(client.is_alive() for client in clients), "a client still waits for a reply"
+    assert [client.failures for client in clients] == [[]] * LOAD_CLIENTS
+    assert all(client.replies for client in clients), [client.replies for client in clients]
+    assert server.ask(b"20\n") == b"6765\n"
+
+    wait_for(lambda: server.metric("fib_connections_active") == 0, 10, "every client closed")
+
+    def settled() -> bool:
+        return len(pool_workers(server)) == POOL_SIZE and thread_count(server.pid) <= threads_before
+
+    deadline = time.monotonic() + 10
+    while not settled() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    cpu_before = group_cpu_seconds(server.pid)
+    time.sleep(IDLE_SECONDS)
+    idle_cpu = group_cpu_seconds(server.pid) - cpu_before
+    state = (
+        f"idle CPU {idle_cpu:.2f} s over {IDLE_SECONDS:.0f} s; "
+        f"threads {thread_count(server.pid)} (before the kills {threads_before}); "
+        f"processes: {describe(server.descendants())}"
+    )
+    assert idle_cpu < IDLE_CPU_SECONDS, state
+    assert len(pool_workers(server)) == POOL_SIZE, state
+    assert resource_trackers(server) == trackers, state
+    assert len(server.descendants()) == POOL_SIZE + len(trackers), state
+    assert thread_count(server.pid) <= threads_before, state
+
+    # It still stops cleanly, leaving no process and no semaphore behind (the
+    # resource tracker names leaked ones when the server is gone).
+    os.kill(server.pid, signal.SIGTERM)
+    assert server.process.wait(15) == 0, "".join(server.output)
+    group_empties(server.pid)
+    assert server.reader is not None
+    server.reader.join(5)
+    assert "leaked semaphore" not in "".join(server.output), "".join(server.output)
