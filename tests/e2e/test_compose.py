@@ -9,8 +9,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,3 +183,197 @@ def test_stop_during_a_long_request_exits_cleanly(stack: Stack) -> None:
     assert out.strip() == "2178309", (out, err)
     stack.compose("start", "threads-procpool")
     stack.wait_healthy(["threads-procpool"])
+
+
+def container_processes(stack: Stack, service: str) -> list[str]:
+    """The command lines of the container's init and all its descendants."""
+    found, waiting = [], [stack.inspect(service)["State"]["Pid"]]
+    while waiting:
+        pid = waiting.pop()
+        proc = Path(f"/proc/{pid}")
+        found.append(proc.joinpath("cmdline").read_bytes().replace(b"\0", b" ").decode())
+        for task in proc.joinpath("task").iterdir():
+            waiting += map(int, task.joinpath("children").read_text().split())
+    # Descriptor numbers in a pool worker's command line may differ: not what counts.
+    return sorted(re.sub(r"\d+", "N", line.strip()) for line in found)
+
+
+def test_a_variant_whose_server_dies_is_restarted_with_nothing_left_over(stack: Stack) -> None:
+    """The server process killed (a crash, the OOM killer): init exits with
+    it, Compose's restart policy starts the container again, and it answers
+    with its pool whole; no process of the dead server is left."""
+    service = "coro-procpool"
+    healthy = container_processes(stack, service)  # init, server, workers, tracker
+    before = stack.inspect(service)
+    init = before["State"]["Pid"]
+    children = Path(f"/proc/{init}/task/{init}/children").read_text().split()
+    assert len(children) == 1, f"init should have one child, the server: {children}"
+    os.kill(int(children[0]), signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while stack.inspect(service)["RestartCount"] == before["RestartCount"]:
+        assert time.monotonic() < deadline, "not restarted within 60 s"
+        time.sleep(0.2)
+    stack.wait_healthy([service])
+    ask = "import socket; s = socket.create_connection(('127.0.0.1', 25000)); s.sendall(b'25\\n');"
+    ask += "print(s.recv(64).decode().strip())"
+    reply = ""
+    while reply != "75025":  # its health may still read as before the restart
+        assert time.monotonic() < deadline, f"no answer within 60 s: {reply!r}"
+        time.sleep(0.5)
+        answer = stack.compose("exec", "-T", service, "python", "-c", ask, check=False)
+        reply = answer.stdout.strip()
+    assert container_processes(stack, service) == healthy
+
+
+# --- least privilege (docs/design.md §7) ----------------------------------------
+# Every service runs with no capabilities, no way to gain privileges, a
+# read-only root filesystem (a small tmpfs on /tmp) and a memory and a pids
+# limit. The compose file says so (Grafana and the compare service, which do
+# not run here, included); the running containers have it; and the lab still
+# works under it.
+
+NO_NEW_PRIVILEGES = "no-new-privileges:true"
+
+
+def resolved_services() -> dict[str, dict[str, Any]]:
+    """Every service as Compose resolves it (templates merged, variables set)."""
+    out = subprocess.run(
+        ["docker", "compose", "--profile", "compare", "config", "--format", "json"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    services: dict[str, dict[str, Any]] = json.loads(out)["services"]
+    return services
+
+
+def test_compose_file_drops_every_privilege() -> None:
+    require_docker()
+    services = resolved_services()
+    assert {"grafana", "compare", "prometheus", "locust-master", "locust-worker"} <= set(services)
+    for name, service in services.items():
+        assert service.get("cap_drop") == ["ALL"], f"{name}: cap_drop {service.get('cap_drop')}"
+        assert service.get("read_only") is True, f"{name}: a writable root filesystem"
+        assert NO_NEW_PRIVILEGES in service.get("security_opt", []), name
+        assert any(str(t).startswith("/tmp:") for t in service.get("tmpfs", [])), name
+        assert int(service.get("mem_limit", 0)) > 0, f"{name}: no memory limit"
+        assert int(service.get("pids_limit", 0)) > 0, f"{name}: no pids limit"
+    variants = [services[v] for v in VARIANTS]
+    assert len({(v["mem_limit"], v["pids_limit"]) for v in variants}) == 1, "identical limits"
+    for variant in VARIANTS:
+        # A thread per connection: every connection holds a file, so the
+        # open-file limit must refuse a connection before the pids limit
+        # refuses its thread.
+        service = services[variant]
+        files = int(service["ulimits"]["nofile"]["hard"])
+        assert int(service["pids_limit"]) > files, f"{variant}: pids_limit ≤ nofile {files}"
+
+
+def hardening_problems(info: dict[str, Any]) -> list[str]:
+    """What `docker inspect` shows short of least privilege, for one container."""
+    host = info["HostConfig"]
+    problems = []
+    if "ALL" not in [cap.upper() for cap in host.get("CapDrop") or []]:
+        problems.append(f"CapDrop {host.get('CapDrop')}")
+    if host.get("CapAdd"):
+        problems.append(f"CapAdd {host['CapAdd']}")
+    if host.get("Privileged"):
+        problems.append("privileged")
+    if host.get("ReadonlyRootfs") is not True:
+        problems.append("a writable root filesystem")
+    if NO_NEW_PRIVILEGES not in (host.get("SecurityOpt") or []):
+        problems.append(f"SecurityOpt {host.get('SecurityOpt')}")
+    if not host.get("Memory", 0) > 0:
+        problems.append("no memory limit")
+    if not (host.get("PidsLimit") or 0) > 0:
+        problems.append("no pids limit")
+    if "/tmp" not in (host.get("Tmpfs") or {}):
+        problems.append(f"no tmpfs on /tmp: {host.get('Tmpfs')}")
+    if info["Config"].get("User", "") in ("", "0", "root"):
+        problems.append("runs as root")
+    return problems
+
+
+def test_every_running_container_is_hardened(stack: Stack) -> None:
+    problems = {
+        service: found
+        for service in stack.services()
+        if (found := hardening_problems(stack.inspect(service)))
+    }
+    assert not problems, problems
+
+
+# Run in a container of ours: every process in it, as the kernel sees it.
+PROCESS_REPORT = """
+import errno, json, pathlib
+processes = {}
+for status in pathlib.Path("/proc").glob("[0-9]*/status"):
+    try:
+        fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+    except OSError:
+        continue
+    processes[status.parent.name + " " + fields["Name"].strip()] = {
+        key: fields[key].strip() for key in ("CapEff", "CapBnd", "NoNewPrivs", "Uid")
+    }
+try:
+    open("/app/written-at-run-time", "w")
+    root = "writable"
+except OSError as error:
+    root = errno.errorcode[error.errno]
+pathlib.Path("/tmp/written-at-run-time").write_text("ok")
+print(json.dumps({"processes": processes, "root": root}))
+"""
+
+
+@pytest.mark.parametrize(
+    "service", ["threads-procpool", "asyncio-procpool", "locust-master", "locust-worker"]
+)
+def test_processes_have_no_privileges_and_a_read_only_root(stack: Stack, service: str) -> None:
+    """What the kernel enforces, seen from inside: the server, its pool
+    workers (spawned after start) and Locust hold no capability, cannot gain
+    one, and cannot write outside /tmp."""
+    result = stack.compose("exec", "-T", service, "python", "-c", PROCESS_REPORT)
+    report = json.loads(result.stdout)
+    assert report["root"] == "EROFS", report["root"]
+    processes = report["processes"]
+    assert len(processes) >= (2 if service.startswith("locust") else 3), processes
+    for name, status in processes.items():
+        assert int(status["CapEff"], 16) == 0, (name, status)
+        assert int(status["CapBnd"], 16) == 0, (name, status)
+        assert status["NoNewPrivs"] == "1", (name, status)
+        assert status["Uid"].split()[0] != "0", (name, status)
+
+
+def test_pool_variants_compute_under_the_limits(stack: Stack) -> None:
+    """fib(25) in every process-pool variant's workers, whose start method
+    (spawn) needs /dev/shm for its semaphores: read-only root, no capability."""
+    client = (
+        "import socket, sys; s = socket.create_connection((sys.argv[1], 25000), timeout=30);"
+        "s.sendall(b'25\\n'); print(s.makefile().readline().strip())"
+    )
+    for variant in ("threads-procpool", "coro-procpool", "coro-asyncsocket", "asyncio-procpool"):
+        reply = stack.compose("exec", "-T", variant, "python", "-c", client, "127.0.0.1")
+        assert reply.stdout.strip() == "75025", (variant, reply.stdout, reply.stderr)
+
+
+def test_compare_service_runs_hardened(stack: Stack) -> None:
+    """The comparison runner (Locust in a child process, Matplotlib for the
+    charts) writes its report under the read-only root's one writable place."""
+    name = f"{PROJECT}-compare-hardening"
+    stack.compose(
+        "--profile", "compare", "run", "-d", "--name", name, "compare",
+        "--variants", "coro", "--scenarios", "short", "--duration", "3", "--repeat", "1",
+        "--warmup", "0", "--out", "/tmp/report",
+    )  # fmt: skip
+    try:
+        inspected = subprocess.run(
+            ["docker", "inspect", name], capture_output=True, text=True, check=True
+        ).stdout
+        problems = hardening_problems(json.loads(inspected)[0])
+        assert not problems, problems
+        exit_code = subprocess.run(
+            ["docker", "wait", name], capture_output=True, text=True, timeout=240, check=True
+        ).stdout.strip()
+        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True).stdout
+        assert exit_code == "0", logs[-2000:]
+        assert "wrote /tmp/report/summary.json" in logs, logs[-2000:]
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
