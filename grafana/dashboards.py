@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, Self, TypeVar
 
-from grafana_foundation_sdk.builders import bargauge, prometheus, table, timeseries
+from grafana_foundation_sdk.builders import bargauge, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as builders
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -48,6 +48,16 @@ CPU_LIMIT = 2.0  # docker-compose.yml: cpus: ${FIB_CPUS:-2} for every variant
 # long here. The regexes match the `n` label (Prometheus anchors them).
 SHORT_N = "1?[0-9]"  # n = 0..19
 LONG_N = "[2-9][0-9]"  # n = 20..99 (FIB_MAX_N is 45)
+
+# Scrape health. Prometheus writes `up` for every configured target at every
+# scrape: 1 when it succeeded, 0 when it failed (container stopped, crashed,
+# restarting, or no reply within the 1 s timeout), so a down variant keeps a
+# series at 0 while its fib_* series go stale and its lines just end. Jobs
+# and targets are prometheus/prometheus.yml's: job `fib` scrapes
+# `<variant>:9100`, so the variant is the target's host name.
+VARIANT_JOB = "fib"
+LOCUST_JOB = "locust"
+VARIANT_FROM_INSTANCE = "(.+):[0-9]+"
 
 # One colour per variant, by what the talk says it does under a convoy:
 # warm colours for the variants whose fib runs under the server's own GIL
@@ -200,6 +210,58 @@ def bar_gauge(
     return variant_colours(panel)
 
 
+def target_health(layout: Layout) -> stat.Panel:
+    """One tile per scrape target, UP (green) or DOWN (red), across the top.
+
+    Not filtered by the variant variable: its options come from fib_info,
+    which a variant that never started has never written.
+    """
+    panel_id, pos = layout.place(24, 3)
+    variant_up = (
+        f'label_replace(up{{job="{VARIANT_JOB}"}}, "variant", "$1", "instance", '
+        f'"{VARIANT_FROM_INSTANCE}")'
+    )
+    state = {
+        "1": models.ValueMappingResult(text="UP", color="green", index=0),
+        "0": models.ValueMappingResult(text="DOWN", color="red", index=1),
+    }
+    return (
+        stat.Panel()
+        .id(panel_id)
+        .grid_pos(pos)
+        .title("Targets up")
+        .description(
+            "Prometheus' own `up` for each variant and for the load generator's "
+            "exporter (Locust master): UP when its last scrape (every second) "
+            "succeeded, DOWN when it failed: the container is stopped, crashed or "
+            "restarting, or did not answer /metrics within the 1 s timeout. A down "
+            "variant's lines simply end in the other panels; here it stays, in red. "
+            "Every configured variant, whatever the variant filter. Not the talk's "
+            "concern: its servers had no metrics; these serve /metrics from a thread "
+            "of their own, so a busy variant (sync with a client, coro inside a long "
+            "fib) stays UP."
+        )
+        .datasource(DATASOURCE)
+        .unit("none")
+        .mappings([models.ValueMap(options=state)])
+        .thresholds(
+            builders.ThresholdsConfig()
+            .mode(models.ThresholdsMode.ABSOLUTE)
+            .steps([models.Threshold(None, "red"), models.Threshold(1, "green")])
+        )
+        .no_value("no scrape target")
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+        .justify_mode(common.BigValueJustifyMode.CENTER)
+        .orientation(common.VizOrientation.AUTO)  # a wide, low panel: tiles side by side
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .text(common_builders.VizTextDisplayOptions().title_size(14).value_size(18))
+        .with_target(query(f"min by (variant) ({variant_up})", "{{variant}}", "A", instant=True))
+        .with_target(query(f'min(up{{job="{LOCUST_JOB}"}})', "load generator", "B", instant=True))
+    )
+
+
 def variant_variable() -> builders.QueryVariable:
     return (
         builders.QueryVariable("variant")
@@ -316,6 +378,7 @@ def variants_dashboard() -> builders.Dashboard:
     board = board.with_variable(variant_variable()).with_variable(size_variable())
     board = board.annotation(long_request_annotation()).annotation(loadgen_annotation())
 
+    board = board.with_panel(target_health(layout))
     board = board.with_row(layout.row("Now"))
     board = board.with_panel(
         bar_gauge(
@@ -612,6 +675,7 @@ def convoy_dashboard() -> builders.Dashboard:
     board = board.with_variable(variant_variable())
     board = board.annotation(long_request_annotation()).annotation(loadgen_annotation())
 
+    board = board.with_panel(target_health(layout))
     board = board.with_panel(
         time_series(
             layout,

@@ -54,10 +54,15 @@ CONTRACT: dict[str, Metric] = {
     "locust_requests_total": _metric("variant", "name", "outcome"),
     "locust_request_duration_seconds": _metric("variant", "name", histogram=True),
     "locust_users": _metric("variant"),
+    # Prometheus' own, one per scrape target (docs/design.md §4, Scraping): 1
+    # when the last scrape succeeded, 0 when it failed. Only its target labels.
+    "up": _metric(),
 }
 
 # Labels Prometheus adds to every scraped series.
 TARGET_LABELS = frozenset({"job", "instance"})
+# prometheus/prometheus.yml: the scrape job of the variants' /metrics.
+VARIANT_JOB = "fib"
 
 
 def contract_series() -> dict[str, frozenset[str]]:
@@ -111,6 +116,12 @@ class Query:
         return "$variant" in self.raw or "${variant" in self.raw
 
     @property
+    def every_variant_target(self) -> bool:
+        """Reads the variants' scrape health (`up` of job fib): one result per
+        configured variant expected, whatever the variant filter."""
+        return "up" in self.metrics and f'job="{VARIANT_JOB}"' in self.expr
+
+    @property
     def metrics(self) -> set[str]:
         return usage(self.expr).metrics
 
@@ -119,7 +130,9 @@ class Query:
         return any(name.startswith("locust_") for name in self.metrics)
 
 
-_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
+# A variable's name starts with a letter or _: `$1` is label_replace's capture
+# reference, which Grafana leaves as it is (no variable has that name).
+_VARIABLE = re.compile(r"\$\{([A-Za-z_]\w*)(?::\w+)?\}|\$([A-Za-z_]\w*)|\[\[([A-Za-z_]\w*)\]\]")
 # Grafana's regex escaping of a multi-value variable's values, written for a
 # PromQL string literal (so the backslash is doubled).
 _REGEX_SPECIAL = re.compile(r"[$^*{}\[\]'+?.()|\\]")
@@ -225,6 +238,8 @@ class Usage:
     # label names in by (...) / without (...) of aggregations
     grouped: set[str] = field(default_factory=set)
     selectors_without_name: list[str] = field(default_factory=list)
+    # label names label_replace(...) writes (so that a query may group by them)
+    created: set[str] = field(default_factory=set)
 
 
 def usage(expr: str) -> Usage:
@@ -250,6 +265,10 @@ def usage(expr: str) -> Usage:
             found.matched.setdefault(name, set()).update(labels)
         elif isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
             found.grouped.update(node.modifier.labels)
+        elif isinstance(node, promql_parser.Call) and node.func.name == "label_replace":
+            destination = node.args[1]
+            if isinstance(destination, promql_parser.StringLiteral):
+                found.created.add(destination.val)
 
     promql_parser.walk(tree, visit)
     return found
@@ -274,6 +293,7 @@ def contract_problems(expr: str) -> list[str]:
         unknown = found.matched.get(name, set()) - series[name] - TARGET_LABELS
         if unknown:
             problems.append(f"{name} has no label {sorted(unknown)}")
-    if found.metrics <= series.keys() and found.grouped - known_labels:
-        problems.append(f"grouped by labels no metric has: {sorted(found.grouped - known_labels)}")
+    unknown_groups = found.grouped - known_labels - found.created
+    if found.metrics <= series.keys() and unknown_groups:
+        problems.append(f"grouped by labels no metric has: {sorted(unknown_groups)}")
     return problems

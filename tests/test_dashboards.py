@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import promql_parser
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
@@ -34,13 +35,16 @@ from .dashboards import (
     GRAFANA_DIR,
     PROVISIONING_DIR,
     ROOT,
+    VARIANT_JOB,
     all_queries,
     contract_problems,
     contract_series,
     dashboard_queries,
     iter_panels,
     load_dashboards,
+    substitute,
     usage,
+    variable_values,
 )
 
 UIDS = {"fiblab-variants.json": "fiblab-variants", "fiblab-convoy.json": "fiblab-convoy"}
@@ -158,6 +162,89 @@ def test_the_overlap_check_sees_an_overlap() -> None:
     assert overlapping([a, b, c]) == [("a", "b"), ("b", "c")]
 
 
+def scrape_targets() -> dict[str, list[str]]:
+    """Each scrape job of prometheus/prometheus.yml -> its static targets."""
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    return {
+        job["job_name"]: [t for static in job["static_configs"] for t in static["targets"]]
+        for job in config["scrape_configs"]
+    }
+
+
+def label_replacements(expr: str) -> list[tuple[str, str, str, str]]:
+    """(destination, replacement, source, regex) of every label_replace in `expr`."""
+    found = []
+
+    def visit(node: promql_parser.Expr) -> None:
+        if isinstance(node, promql_parser.Call) and node.func.name == "label_replace":
+            _vector, *strings = node.args
+            assert all(isinstance(s, promql_parser.StringLiteral) for s in strings), str(node)
+            destination, replacement, source, regex = (s.val for s in strings)
+            found.append((destination, replacement, source, regex))
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return found
+
+
+def target_health_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """The panels that read Prometheus' `up`."""
+    values = variable_values(dashboard, list(VARIANTS))
+    return [
+        panel
+        for panel in iter_panels(dashboard)
+        if any(
+            "up" in usage(substitute(t["expr"], values)).metrics for t in panel.get("targets", [])
+        )
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_a_target_health_panel_shows_each_variant_up_or_down(name: str) -> None:
+    """A stopped variant's lines just end: one panel at the top shows it DOWN."""
+    dashboard = DASHBOARDS[name]
+    panels = target_health_panels(dashboard)
+    assert len(panels) == 1, f"{name}: no (or several) panels of Prometheus' `up`"
+    (panel,) = panels
+    assert panel["type"] == "stat", panel["title"]
+    assert panel["gridPos"]["y"] == 0, "at the top of the dashboard"
+    assert panel["gridPos"]["w"] == 24, "across the whole width: one tile per target"
+    defaults = panel["fieldConfig"]["defaults"]
+    mapped: dict[str, dict[str, Any]] = {}
+    for mapping in defaults.get("mappings", []):
+        if mapping["type"] == "value":
+            mapped.update(mapping["options"])
+    assert mapped.get("1", {}).get("text") == "UP", mapped
+    assert mapped.get("1", {}).get("color") == "green", mapped
+    assert mapped.get("0", {}).get("text") == "DOWN", mapped
+    assert mapped.get("0", {}).get("color") == "red", mapped
+    # A per-variant colour override would paint a DOWN tile in the variant's colour.
+    assert not panel["fieldConfig"].get("overrides"), panel["fieldConfig"]["overrides"]
+    assert panel["options"]["colorMode"] in {"background", "background_solid", "value"}
+    # Now, not a range: each tile is its target's last scrape.
+    assert all(t.get("instant") and not t.get("range") for t in panel["targets"])
+
+    # Every job that scrapes a lab service (not Prometheus itself) is shown.
+    targets = scrape_targets()
+    exprs = {t["refId"]: t["expr"] for t in panel["targets"]}
+    jobs = {job for job in targets if any(f'job="{job}"' in e for e in exprs.values())}
+    assert jobs == set(targets) - {"prometheus"}, exprs
+
+    # The variants' query names each configured target by its variant, as
+    # the other panels do: variant="threads", legend {{variant}}.
+    (variant_target,) = [t for t in panel["targets"] if f'job="{VARIANT_JOB}"' in t["expr"]]
+    assert variant_target["legendFormat"] == "{{variant}}"
+    assert "variant" in usage(variant_target["expr"]).grouped
+    (replacement,) = label_replacements(variant_target["expr"])
+    destination, template, source, regex = replacement
+    assert (destination, source) == ("variant", "instance"), replacement
+    named = []
+    for instance in targets[VARIANT_JOB]:
+        match = re.fullmatch(regex, instance)  # Prometheus anchors it too
+        assert match, f"{regex!r} does not match the target {instance}"
+        named.append(match.expand(re.sub(r"\$(\d+)", r"\\\1", template)))
+    assert sorted(named) == sorted(VARIANTS), named
+
+
 def datasource_refs(node: Any, path: str = "$") -> list[tuple[str, Any]]:
     """Every value under a "datasource" key, anywhere in the model."""
     found = []
@@ -215,6 +302,11 @@ def test_the_contract_check_catches_typos_and_foreign_metrics() -> None:
     assert contract_problems("rate(fib_requests_total[4s]")  # unbalanced
     assert contract_problems("fib_request_duration_seconds")  # a histogram has no bare series
     assert contract_problems('{__name__=~"fib_.*"}')
+    # Prometheus' `up` has only target labels; a label made by label_replace may be grouped by.
+    health = 'min by (variant) (label_replace(up{job="fib"}, "variant", "$1", "instance", "(.+)"))'
+    assert contract_problems(health) == []
+    assert contract_problems('min by (variant) (up{job="fib"})')
+    assert contract_problems('up{variant="threads"}') == ["up has no label ['variant']"]
 
 
 def test_every_query_parses_after_substitution_for_one_and_for_many_variants() -> None:
@@ -222,7 +314,8 @@ def test_every_query_parses_after_substitution_for_one_and_for_many_variants() -
         for variants in (["threads"], list(VARIANTS)):
             for query in dashboard_queries(dashboard, variants):
                 usage(query.expr)  # raises on invalid PromQL
-                assert not re.search(r"\$|\[\[", query.expr), query.expr
+                # Nothing of Grafana's left; `$1` is label_replace's own.
+                assert not re.search(r"\$(?!\d)|\[\[", query.expr), query.expr
     panel = {"id": 1, "targets": [{"expr": "$nope"}]}
     with pytest.raises(ValueError, match="unknown template variable"):
         dashboard_queries({"uid": "x", "panels": [panel]}, ["a"])

@@ -7,6 +7,9 @@
 # cannot run here, so this is what proves the dashboards show something: a
 # query with a typo'd metric or label returns nothing and fails.
 #
+# The target-health panel (Prometheus' `up`) is checked with a variant really
+# stopped: DOWN for it, UP for the others, and back UP once it is started.
+#
 # Uses the session's one compose stack (the `stack` and `prometheus`
 # fixtures of tests/e2e/conftest.py).
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -21,12 +25,13 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from services import VARIANTS
 
 from ..dashboards import Query, all_queries
 from .conftest import LocustLoad
-from .stack import PROJECT, Prometheus, Stack
+from .stack import PROJECT, ROOT, Prometheus, Stack
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -139,7 +144,7 @@ def test_query_returns_data_for_every_variant(
         # Locust loaded must show here; with no Locust run there is nothing
         # to compare with, and the lint test has checked the names.
         expected = set(window.locust_variants)
-    elif query.per_variant or query.kind == "variable":
+    elif query.per_variant or query.kind == "variable" or query.every_variant_target:
         expected = set(VARIANTS)
     else:
         expected = set()
@@ -153,3 +158,72 @@ def test_a_typo_in_a_metric_name_shows_no_data(prometheus: Prometheus, window: W
     assert query_range(prometheus, "rate(fib_request_total[4s])", window) == []
     good = query_range(prometheus, "rate(fib_requests_total[4s])", window)
     assert variants_with_data(good) >= set(VARIANTS)
+
+
+# The target-health panel, with a variant really down: one variant container
+# stopped (as `docker compose stop` stops it), then started again so that the
+# stack is whole for the tests after this one.
+STOPPED = "coro-threadpool"
+
+
+def scrape_interval_seconds() -> float:
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    interval = str(config["global"]["scrape_interval"])
+    seconds = re.fullmatch(r"(\d+)s", interval)
+    assert seconds, f"scrape_interval {interval!r}: expected whole seconds"
+    return float(seconds.group(1))
+
+
+def health_queries() -> tuple[list[Query], list[Query]]:
+    """The panels' queries of Prometheus' `up`: (per variant, the others)."""
+    health = [q for q in QUERIES if q.kind == "panel" and "up" in q.metrics]
+    per_variant = [q for q in health if q.every_variant_target]
+    return per_variant, [q for q in health if not q.every_variant_target]
+
+
+def wait_for_values(
+    prometheus: Prometheus, expr: str, expected: dict[str, float], timeout: float
+) -> dict[str, float]:
+    """Poll the instant query until it gives exactly `expected` (label variant -> value)."""
+    deadline = time.monotonic() + timeout
+    found = prometheus.by_variant(expr)
+    while found != expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+        found = prometheus.by_variant(expr)
+    assert found == expected, f"{expr}: after {timeout:g} s {found}, expected {expected}"
+    return found
+
+
+def test_target_health_shows_a_stopped_variant_down(stack: Stack, prometheus: Prometheus) -> None:
+    per_variant, others = health_queries()
+    assert per_variant, "no dashboard panel shows Prometheus' `up` per variant"
+    assert others, "no dashboard panel shows the load generator's `up`"
+    assert {q.dashboard for q in per_variant} == {q.dashboard for q in QUERIES}
+    interval = scrape_interval_seconds()
+    all_up = dict.fromkeys(VARIANTS, 1.0)
+    # A few scrapes' time: a failed scrape is retried at the next interval.
+    settle = 10 * interval + 5
+    for query in per_variant:
+        wait_for_values(prometheus, query.expr, all_up, settle)
+    for query in others:
+        wait_for_values(prometheus, query.expr, {"": 1.0}, settle)
+
+    stack.compose("stop", STOPPED)
+    try:
+        one_down = {**all_up, STOPPED: 0.0}
+        for query in per_variant:
+            wait_for_values(prometheus, query.expr, one_down, settle)
+        # Still there scrapes later: DOWN, not gone, while the variant's own
+        # series went stale (what every other panel draws: nothing).
+        time.sleep(3 * interval)
+        for query in per_variant:
+            assert prometheus.by_variant(query.expr) == one_down, query.where
+        assert STOPPED not in prometheus.by_variant("fib_info")
+        assert set(prometheus.by_variant("fib_info")) == set(VARIANTS) - {STOPPED}
+        for query in others:
+            assert prometheus.by_variant(query.expr) == {"": 1.0}, query.where
+    finally:
+        stack.compose("start", STOPPED)
+        stack.wait_healthy([STOPPED])
+    for query in per_variant:
+        wait_for_values(prometheus, query.expr, all_up, settle)
