@@ -7,7 +7,7 @@ VARIANT ?= threads
 # More arguments of `python -m loadtest.compare`: ARGS="--variants coro --scenarios convoy"
 ARGS ?=
 
-.PHONY: help venv browser lint test test-fast bench-server bench-loadgen bench-instructions serve dashboards \
+.PHONY: help venv browser lint test test-fast bench-server bench-hostile bench-loadgen bench-instructions serve dashboards \
 	up up-no-grafana down logs compare compare-quick compare-docker report clean
 
 help:
@@ -24,6 +24,7 @@ help:
 	@echo "make test-fast     the tests not marked slow"
 	@echo "make lint          ruff and mypy only"
 	@echo "make bench-server  req/s and s/request of every variant; metrics overhead"
+	@echo "make bench-hostile reliability of every variant under hostile clients (~10 min)"
 	@echo "make serve VARIANT=threads   run one variant on 127.0.0.1:25000 (metrics :9100)"
 	@echo "make dashboards    regenerate grafana/dashboards/*.json from grafana/dashboards.py"
 
@@ -61,6 +62,9 @@ test-fast: $(STAMP)
 
 bench-server: $(STAMP)
 	$(BIN)/python -m tests.bench_server
+
+bench-hostile: $(STAMP)
+	$(BIN)/python -m tests.bench_hostile
 
 bench-instructions: $(STAMP)
 	$(BIN)/python -m tests.bench_instructions
