@@ -75,6 +75,41 @@ def test_each_dockerfile_is_built_by_one_service() -> None:
             assert service.get("pull_policy") == "never", f"{name} may pull {service['image']}"
 
 
+def test_the_variants_image_takes_its_python_as_a_build_argument() -> None:
+    """`PYTHON_VERSION=3.14` builds the same image on CPython 3.14 (the
+    interpreter pools need it); the variants run on it and say so."""
+    require_docker()
+    tag = "fiblab-services:python-3.14-test"
+    build = subprocess.run(
+        ["docker", "build", "-q", "--build-arg", "PYTHON_VERSION=3.14",
+         "-f", "services/Dockerfile", "-t", tag, "."],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    ask = (
+        "import socket, subprocess, sys, time, urllib.request\n"
+        "server = subprocess.Popen([sys.executable, '-m', 'services', 'threads'],"
+        " stdout=subprocess.DEVNULL)\n"
+        "time.sleep(2)\n"
+        "s = socket.create_connection(('127.0.0.1', 25000)); s.sendall(b'10\\n')\n"
+        "print(s.recv(64).decode().strip())\n"
+        "text = urllib.request.urlopen('http://127.0.0.1:9100/metrics').read().decode()\n"
+        "print([line for line in text.splitlines() if line.startswith('fib_info')][0])\n"
+        "server.terminate(); server.wait()\n"
+    )
+    try:
+        run = subprocess.run(
+            ["docker", "run", "--rm", "--entrypoint", "python", tag, "-c", ask],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    answer, info = run.stdout.splitlines()[:2]
+    assert answer == "55"
+    assert 'python="3.14.' in info, info
+
+
 def test_prometheus_config_passes_promtool() -> None:
     require_docker()
     config = ROOT / "prometheus" / "prometheus.yml"
