@@ -45,7 +45,16 @@ from typing import TextIO, TypeVar
 from loadtest.talk.perf1 import positive
 from services import VARIANTS
 from tests.bench_server import variant_list
-from tests.conftest import POOL_VARIANTS, Server, group_cpu_seconds, start_server
+from tests.conftest import (
+    POOL_VARIANTS,
+    Server,
+    group_cpu_seconds,
+    pool_workers,
+    rss_bytes,
+    send_without_reading,
+    start_server,
+    thread_count,
+)
 from tests.core.test_protocol import reference_outcomes
 
 # The fuzz asks at most fib(25) (~4 ms) so that 20,000 lines stay quick;
@@ -114,37 +123,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, step: float = 0.05
             return False
         time.sleep(step)
     return True
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def thread_count(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no thread count for {pid}")
-
-
-def pool_workers(server_pid: int) -> list[int]:
-    """Live children of the server that are multiprocessing workers (not its
-    resource tracker)."""
-    workers = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue  # exited meanwhile
-        if int(fields[1]) == server_pid and fields[0] != "Z" and b"spawn_main" in command:
-            workers.append(int(entry.name))
-    return workers
 
 
 def still_answering(server: Server) -> bool:
@@ -381,16 +359,6 @@ class NonReading:
     idle_timeouts: int
 
 
-def send_without_reading(sock: socket.socket, data: bytes) -> threading.Thread:
-    def send() -> None:
-        with contextlib.suppress(OSError):  # reset by the server, or closed by us
-            sock.sendall(data)
-
-    thread = threading.Thread(target=send, daemon=True)
-    thread.start()
-    return thread
-
-
 def measure_non_reading(variant: str, limit: float, notes: list[str]) -> NonReading:
     with running(variant, "--idle-timeout", str(NON_READING_IDLE_TIMEOUT)) as server:
         wait_no_connections(server)
@@ -404,7 +372,7 @@ def measure_non_reading(variant: str, limit: float, notes: list[str]) -> NonRead
         accepted_before = server.metric("fib_connections_total")
         replies_before = server.metric("fib_requests_total")
         timeouts_before = server.metric("fib_errors_total", code="idle-timeout")
-        before = peak = rss_mib(server.pid)
+        before = peak = rss_bytes(server.pid) / 2**20
         clients = [server.connect() for _ in range(NON_READING_CLIENTS)]
         try:
             started = time.monotonic()
@@ -413,7 +381,7 @@ def measure_non_reading(variant: str, limit: float, notes: list[str]) -> NonRead
             closed_after: float | None = None
             closed = 0
             while time.monotonic() - started < limit:
-                peak = max(peak, rss_mib(server.pid))
+                peak = max(peak, rss_bytes(server.pid) / 2**20)
                 # sync accepts them one after the other: all accepted, none open.
                 accepted = server.metric("fib_connections_total") - accepted_before
                 closed = int(accepted - server.metric("fib_connections_active"))
@@ -620,7 +588,7 @@ class WorkerKills:
 
 def measure_worker_kills(variant: str, notes: list[str]) -> WorkerKills:
     with running(variant) as server:
-        first_workers = set(pool_workers(server.pid))
+        first_workers = set(pool_workers(server))
         stop = threading.Event()
         tallies = [LoadTally() for _ in range(LOAD_CLIENTS)]
         clients = [
@@ -633,7 +601,7 @@ def measure_worker_kills(variant: str, notes: list[str]) -> WorkerKills:
         kills = 0
         try:
             for _ in range(KILLS):
-                workers = set(pool_workers(server.pid))
+                workers = set(pool_workers(server))
                 if not workers:
                     notes.append(f"worker kills: no worker left after {kills} kills")
                     break
@@ -642,13 +610,13 @@ def measure_worker_kills(variant: str, notes: list[str]) -> WorkerKills:
 
                 def replaced(old: set[int] = workers) -> bool:
                     # The broken pool is gone, all of it, and a full new one runs.
-                    now = set(pool_workers(server.pid))
+                    now = set(pool_workers(server))
                     return not now & old and len(now) == len(first_workers)
 
                 if not wait_until(replaced, 10):
                     notes.append(
                         f"worker kills: 10 s after kill {kills} the workers are "
-                        f"{sorted(pool_workers(server.pid))}, before it {sorted(workers)}"
+                        f"{sorted(pool_workers(server))}, before it {sorted(workers)}"
                     )
                 time.sleep(0.5)
         finally:
@@ -659,7 +627,7 @@ def measure_worker_kills(variant: str, notes: list[str]) -> WorkerKills:
         cpu_before = group_cpu_seconds(server.pid)
         time.sleep(IDLE_CPU_SECONDS)
         idle_cpu = group_cpu_seconds(server.pid) - cpu_before
-        worker_count = len(pool_workers(server.pid))
+        worker_count = len(pool_workers(server))
         threads = thread_count(server.pid)
         others = len(server.descendants()) - worker_count
         load = LoadTally()
@@ -674,7 +642,7 @@ def measure_worker_kills(variant: str, notes: list[str]) -> WorkerKills:
         if worker_count != len(first_workers):
             notes.append(
                 f"worker kills: {worker_count} workers at the end "
-                f"({sorted(pool_workers(server.pid))}), {len(first_workers)} at start"
+                f"({sorted(pool_workers(server))}), {len(first_workers)} at start"
             )
         if others != 1:  # the resource tracker
             notes.append(f"worker kills: {others} processes in the group besides the workers")

@@ -257,16 +257,60 @@ def reply_pending(sock: socket.socket) -> bool:
     return False
 
 
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU of one process in clock ticks (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU of the live members of a process group, from /proc."""
-    ticks = 0
-    for pid in group_members(pgid):
+    return sum(map(cpu_ticks, group_members(pgid))) / os.sysconf("SC_CLK_TCK")
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def pool_workers(server: Server) -> list[int]:
+    """The server's process-pool workers ("spawn" children; not the resource tracker)."""
+    return [
+        pid
+        for pid in server.descendants()
+        if "spawn_main" in (line := cmdline(pid)) and "resource_tracker" not in line
+    ]
+
+
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident memory of one process (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def send_without_reading(sock: socket.socket, data: bytes) -> threading.Thread:
+    """sendall in a thread (it blocks once the server stops reading)."""
+
+    def send() -> None:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        ticks += int(fields[11]) + int(fields[12])  # utime + stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+            sock.sendall(data)
+        except OSError:  # closed under us, or reset by the server
+            pass
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
 
 
 def unavailable(what: str, reason: str) -> NoReturn:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import os
 import select
 import socket
 import time
@@ -29,6 +28,7 @@ from .conftest import (
     read_line,
     reply_pending,
     sample,
+    thread_count,
     wait_for,
     wait_in_progress,
 )
@@ -300,10 +300,6 @@ def fib_1_seconds(sock: socket.socket, count: int) -> list[float]:
 
 def p99(seconds: list[float]) -> float:
     return sorted(seconds)[int(0.99 * (len(seconds) - 1))]
-
-
-def thread_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def test_slow_metrics_clients_change_nothing_on_the_fib_port(server: Server, variant: str):

@@ -11,14 +11,21 @@ from __future__ import annotations
 import re
 import signal
 import socket
-import threading
 import time
 
 import pytest
 
 from services import VARIANTS
 
-from .conftest import Launch, Server, answer, read_line, wait_for
+from .conftest import (
+    Launch,
+    Server,
+    answer,
+    read_line,
+    rss_bytes,
+    send_without_reading,
+    wait_for,
+)
 
 
 def read_to_eof(sock: socket.socket, timeout: float = 10.0) -> list[bytes]:
@@ -28,14 +35,6 @@ def read_to_eof(sock: socket.socket, timeout: float = 10.0) -> list[bytes]:
     while chunk := sock.recv(65536):  # ConnectionResetError: replies were destroyed
         data += chunk
     return bytes(data).splitlines()
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 # -- graceful close: replies, then EOF -----------------------------------------
@@ -68,20 +67,6 @@ def test_busy_reaches_a_client_that_sent_ahead(variant: str, launch: Launch):
 
 
 # -- back-pressure: a client that never reads -----------------------------------
-
-
-def send_without_reading(sock: socket.socket, data: bytes) -> threading.Thread:
-    """sendall in a thread (it blocks once the server stops reading)."""
-
-    def send() -> None:
-        try:
-            sock.sendall(data)
-        except OSError:  # closed under us by the test, or reset by the server
-            pass
-
-    thread = threading.Thread(target=send, daemon=True)
-    thread.start()
-    return thread
 
 
 NEVER_READ = b"\n" * 300_000  # 300 KB asking for 15.9 MB of ERR not-an-integer

@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -33,11 +32,15 @@ from .conftest import (
     ROOT,
     Server,
     answer,
+    cmdline,
+    cpu_ticks,
     group_cpu_seconds,
     group_members,
     kill_group,
+    pool_workers,
     read_line,
     reply_pending,
+    thread_count,
     wait_for,
     wait_in_progress,
 )
@@ -82,30 +85,6 @@ def probe(port: int) -> str:
         except TimeoutError:
             pytest.fail("a new connection after SIGTERM was neither served nor closed in 3 s")
     return "unserved" if reply == b"" else "served"
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def pool_workers(server: Server) -> list[int]:
-    """The server's process-pool workers ("spawn" children; not the resource tracker)."""
-    return [
-        pid
-        for pid in server.descendants()
-        if "spawn_main" in (line := cmdline(pid)) and "resource_tracker" not in line
-    ]
-
-
-def cpu_ticks(pid: int) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime + stime
 
 
 def busiest(pids: list[int], interval: float = 0.3) -> int:
@@ -375,10 +354,6 @@ LOAD_LINES = (1, 15, 20, 22)  # written at once: each client keeps a pipeline fu
 LOAD_BATCHES = 20_000  # per client, a bound far above what the kill rounds take
 IDLE_SECONDS = 5.0
 IDLE_CPU_SECONDS = 0.1  # what the whole process group may use over IDLE_SECONDS
-
-
-def thread_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def resource_trackers(server: Server) -> list[int]:

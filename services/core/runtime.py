@@ -314,6 +314,11 @@ class Connection:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, lab.settings.max_unsent)
         except OSError:
             pass
+        if self.raw and sock.gettimeout() is None:
+            # A blocking socket: sendall() of a reply, which reply() has just
+            # given the idle timeout, raises TimeoutError when the client
+            # does not take it by then. (recv() waits in poll, see recv.)
+            sock.settimeout(self._idle_timeout)
 
     @property
     def closed(self) -> bool:
@@ -359,9 +364,10 @@ class Connection:
             data, ending = data[: max(0, limit - self.consumed)], True
         self.consumed += len(data)
         tally = self.tally
+        arrived = time.monotonic()  # one clock read per read: every line in it arrived then
         for request in self.protocol.receive(data):
             if tally is not None:
-                request.started = time.monotonic()
+                request.started = arrived
                 tally.started += 1
                 if tally.started >= tally.fold_at:  # keeps its lists short without a scraper
                     tally.fold()

@@ -25,6 +25,8 @@ import pytest
 from services.core.fib import fib
 from services.core.pools import ProcessPool
 
+from ..conftest import cpu_ticks
+
 BUSY_WORK = 32  # about 0.3 s: a worker still computing while the other is killed
 SETTLE_SECONDS = 5.0
 
@@ -52,11 +54,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
 
 
 def eventually(condition: Callable[[], object], what: str) -> None:
