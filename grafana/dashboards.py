@@ -73,6 +73,15 @@ VARIANT_COLOURS = {
     "coro-asyncsocket": "dark-blue",
     "asyncio": "dark-orange",
     "asyncio-procpool": "dark-green",
+    # Beyond the talk: gevent and uvloop run fib inline (warm, as coro and
+    # asyncio); the interpreter pools hold like the process pools (cool);
+    # prefork is both, by the process a client lands on (purple, lighter
+    # than sync's).
+    "gevent": "semi-dark-orange",
+    "asyncio-uvloop": "light-orange",
+    "prefork": "light-purple",
+    "threads-interppool": "light-green",
+    "asyncio-interppool": "light-blue",
 }
 
 
@@ -259,6 +268,32 @@ def target_health(layout: Layout) -> stat.Panel:
         .text(common_builders.VizTextDisplayOptions().title_size(14).value_size(18))
         .with_target(query(f"min by (variant) ({variant_up})", "{{variant}}", "A", instant=True))
         .with_target(query(f'min(up{{job="{LOCUST_JOB}"}})', "load generator", "B", instant=True))
+    )
+
+
+def gil_wait(layout: Layout, variants: str, width: int, height: int = 8) -> timeseries.Panel:
+    """Waiting for the GIL: the share of time a thread that asks for the GIL
+    waits for it (docs/design.md §4: the GIL probe's two counters)."""
+    wait = f"sum by (variant) ({rate('fib_gil_wait_seconds_total', variants)})"
+    probed = f"sum by (variant) ({rate('fib_gil_probe_seconds_total', variants)})"
+    return (
+        time_series(
+            layout,
+            "Waiting for the GIL",
+            "Share of the time a thread that wants the GIL waits for it (a probe "
+            "thread asks every millisecond). Talk: threads during a convoy are fully "
+            "contended (about 83 %: each ask waits the 5 ms switch interval, then the "
+            "probe sleeps 1 ms); coro and the other inline loops read the same while a "
+            "long fib holds the GIL, though no client thread is waiting; the process "
+            "pools and interpreter pools read about 0 (their fib holds another GIL); "
+            "prefork shows the average of its processes.",
+            "percentunit",
+            width,
+            height,
+        )
+        .axis_soft_min(0)
+        .axis_soft_max(1)
+        .with_target(query(f"{wait} / {probed}", "{{variant}}", "A"))
     )
 
 
@@ -586,6 +621,7 @@ def variants_dashboard() -> builders.Dashboard:
             )
         )
     )
+    board = board.with_panel(gil_wait(layout, variants, 24))
 
     board = board.with_row(layout.row("Connections and errors"))
     board = board.with_panel(
@@ -784,6 +820,7 @@ def convoy_dashboard() -> builders.Dashboard:
             )
         )
     )
+    board = board.with_panel(gil_wait(layout, variants, 24))
     return board
 
 

@@ -14,7 +14,19 @@ VARIANTS = (
     "coro-asyncsocket",
     "asyncio",
     "asyncio-procpool",
+    # Beyond the talk (docs/design.md §3.1): today's answers to its question.
+    "gevent",
+    "asyncio-uvloop",
+    "prefork",
+    "threads-interppool",
+    "asyncio-interppool",
 )
+TALK_VARIANTS = VARIANTS[: VARIANTS.index("asyncio-procpool") + 1]
+MODERN_VARIANTS = VARIANTS[len(TALK_VARIANTS) :]
+
+# Variants that need a newer Python than the lab's floor (3.11): their
+# containers run the image built for it (docker-compose.yml).
+PYTHON_NEEDED = {"threads-interppool": (3, 14), "asyncio-interppool": (3, 14)}
 
 
 def module_name(variant: str) -> str:

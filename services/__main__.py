@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from services import VARIANTS, module_name
+from services import PYTHON_NEEDED, VARIANTS, module_name
 from services.core import pools
 from services.core.metrics import Metrics
 from services.core.runtime import Lab, fit_open_file_limit
@@ -25,6 +25,12 @@ def main(argv: list[str]) -> None:
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s {settings.variant} %(levelname)s %(message)s"
     )
+    if (needed := PYTHON_NEEDED.get(settings.variant)) and sys.version_info < needed:
+        sys.exit(
+            f"{settings.variant} needs Python {needed[0]}.{needed[1]} or later"
+            f" (this is {sys.version.split()[0]}): its container runs it"
+            f" (docker compose up {settings.variant})"
+        )
     if settings.switch_interval:
         sys.setswitchinterval(settings.switch_interval)
     variant = importlib.import_module(module_name(settings.variant))

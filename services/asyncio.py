@@ -18,8 +18,14 @@ from services.core.runtime import RECV_SIZE, Connection, Lab
 Handler = Callable[[Connection, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-def serve(lab: Lab, listener: socket.socket, handler: Handler | None = None) -> None:
-    asyncio.run(fib_server(lab, listener, handler or fib_handler))
+def serve(
+    lab: Lab,
+    listener: socket.socket,
+    handler: Handler | None = None,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> None:
+    with asyncio.Runner(loop_factory=loop_factory) as runner:  # asyncio.run, any loop
+        runner.run(fib_server(lab, listener, handler or fib_handler))
 
 
 async def fib_server(lab: Lab, listener: socket.socket, handler: Handler) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from concurrent.futures import Executor
 from functools import partial
 
 from services import asyncio as asyncio_variant
@@ -22,7 +23,7 @@ def serve(lab: Lab, listener: socket.socket) -> None:
 
 
 async def fib_handler(
-    pool: ProcessPool, conn: Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    pool: Executor, conn: Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     loop = asyncio.get_running_loop()
     while not conn.closed:

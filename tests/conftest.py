@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,12 +26,109 @@ from typing import NoReturn
 import pytest
 import requests
 
-from services import VARIANTS
+from services import PYTHON_NEEDED, VARIANTS
 from services.core.fib import fib
 
 ROOT = Path(__file__).resolve().parent.parent
+# Variants with child processes: a process pool's workers...
 POOL_VARIANTS = ("threads-procpool", "coro-procpool", "coro-asyncsocket", "asyncio-procpool")
-EVENT_LOOP_VARIANTS = tuple(v for v in VARIANTS if v.startswith(("coro", "asyncio")))
+# ...or the pre-fork server's, each serving connections of its own.
+CHILD_PROCESS_VARIANTS = (*POOL_VARIANTS, "prefork")
+EVENT_LOOP_VARIANTS = tuple(v for v in VARIANTS if v.startswith(("coro", "asyncio", "gevent")))
+
+
+class ContainerProcess:
+    """A variant's server in a container, seen as the process it is on this
+    host (docker run --network host: its ports are 127.0.0.1's, its process
+    is in this host's /proc). `pid` is the server's own, the container's
+    PID 1; signals go to it directly. An exit by signal n reads -n, as a
+    Popen's would (docker run says 128 + n)."""
+
+    def __init__(self, client: subprocess.Popen[str], container: str) -> None:
+        self.client = client  # `docker run`, attached: the server's output
+        self.container = container
+        self.stdout = client.stdout
+        self.pid = 0  # known once the server is up (see host_pid)
+
+    def find_pid(self) -> None:
+        inspected = subprocess.run(
+            ["docker", "inspect", "--format", "{{.State.Pid}}", self.container],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        self.pid = int(inspected.stdout.strip() or 0)
+
+    def _code(self, code: int | None) -> int | None:
+        return 128 - code if code is not None and code > 128 else code
+
+    def poll(self) -> int | None:
+        return self._code(self.client.poll())
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self._code(self.client.wait(timeout))
+        assert code is not None
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        subprocess.run(["docker", "kill", self.container], capture_output=True, timeout=30)
+
+
+_containers = itertools.count()
+
+
+@functools.cache
+def newer_python_image(version: tuple[int, int]) -> str:
+    """The variants' image on CPython `version`, built from this working tree."""
+    python = f"{version[0]}.{version[1]}"
+    if shutil.which("docker") is None:
+        unavailable("Docker", f"the variants that need Python {python} run in its image")
+    tag = f"fiblab-services-test:py{python}"
+    build = subprocess.run(
+        ["docker", "build", "--quiet", "--build-arg", f"PYTHON_VERSION={python}",
+         "-f", "services/Dockerfile", "-t", tag, "."],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    if build.returncode:
+        unavailable(f"the Python {python} image", build.stderr[-2000:])
+    return tag
+
+
+def server_command(
+    variant: str, args: tuple[str, ...], env: dict[str, str] | None, open_files: int | None
+) -> tuple[list[str], str | None]:
+    """How to run a variant here: on this Python, or in its image when it
+    needs a newer one (services.PYTHON_NEEDED). Returns the command and the
+    container's name (None: a plain subprocess)."""
+    flags = [variant, "--port", "0", "--metrics-port", "0", *args]
+    needed = PYTHON_NEEDED.get(variant)
+    if needed is None or sys.version_info >= needed:
+        return [sys.executable, "-m", "services", *flags], None
+    name = f"fiblab-test-{os.getpid()}-{next(_containers)}"
+    command = ["docker", "run", "--rm", "--name", name, "--label", "fiblab.test=1",
+               "--network", "host", "--env", "FIB_HOST=127.0.0.1"]  # fmt: skip
+    for key, value in (env or {}).items():
+        command += ["--env", f"{key}={value}"]
+    if open_files is not None:
+        command += ["--ulimit", f"nofile={open_files}:{open_files}"]
+    return [*command, newer_python_image(needed), *flags], name
+
+
+def remove_test_containers() -> None:
+    if shutil.which("docker"):
+        listed = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"name=fiblab-test-{os.getpid()}-"],
+            capture_output=True, text=True, timeout=30,
+        ).stdout.split()  # fmt: skip
+        if listed:
+            subprocess.run(["docker", "rm", "-f", *listed], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_test_container_left() -> Iterator[None]:
+    yield
+    remove_test_containers()
 
 
 @dataclass
@@ -36,7 +136,7 @@ class Server:
     """A running variant: its process, ports and captured output."""
 
     variant: str
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[str] | ContainerProcess
     port: int
     metrics_port: int
     output: list[str] = field(default_factory=list)
@@ -77,6 +177,8 @@ class Server:
             return self.process.wait(timeout)
         finally:
             kill_group(self.pid)
+            if isinstance(self.process, ContainerProcess):
+                kill_group(self.process.client.pid)  # its `docker run`
 
     def close(self) -> None:
         """Kill the whole group; close the output pipe once its reader saw EOF."""
@@ -147,16 +249,20 @@ def start_server(
         if open_files is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services", variant, "--port", "0", "--metrics-port", "0", *args],
+    command, container = server_command(variant, args, env, open_files)
+    client = subprocess.Popen(
+        command,
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group: tests can kill the group
-        preexec_fn=limit_open_files if open_files is not None else None,
+        preexec_fn=limit_open_files if open_files is not None and not container else None,
     )
+    process: subprocess.Popen[str] | ContainerProcess = client
+    if container is not None:
+        process = ContainerProcess(client, container)
     output: list[str] = []
     port = metrics_port = 0
     deadline = time.monotonic() + 30
@@ -171,8 +277,12 @@ def start_server(
         if line.startswith("listening on "):
             port = int(line.rsplit(":", 1)[1])
             break
+    if isinstance(process, ContainerProcess):
+        process.find_pid()
     if not port:
-        kill_group(process.pid)
+        kill_group(client.pid)
+        if isinstance(process, ContainerProcess):
+            process.kill()
         raise RuntimeError(f"{variant} did not start:\n{''.join(output)}")
     # Keep draining its output so that the server never blocks on a full pipe.
     reader = threading.Thread(target=_drain, args=(process, output), daemon=True)
@@ -182,7 +292,14 @@ def start_server(
     return server
 
 
-def _drain(process: subprocess.Popen[str], output: list[str]) -> None:
+def one_process(variant: str) -> tuple[str, ...]:
+    """Flags that make a variant a single server process, for tests of a
+    per-process limit: a pre-fork worker is a server of its own, with its own
+    connection cap (as nginx's worker_connections is per worker)."""
+    return ("--pool-workers", "1") if variant == "prefork" else ()
+
+
+def _drain(process: subprocess.Popen[str] | ContainerProcess, output: list[str]) -> None:
     assert process.stdout is not None
     output.extend(process.stdout)  # line by line, as they come
 

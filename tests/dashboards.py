@@ -51,6 +51,8 @@ CONTRACT: dict[str, Metric] = {
     "fib_errors_total": _metric("variant", "code"),
     "fib_cpu_seconds_total": _metric("variant"),
     "fib_info": _metric("variant", "python", "implementation", "gil"),
+    "fib_gil_wait_seconds_total": _metric("variant"),
+    "fib_gil_probe_seconds_total": _metric("variant"),
     "locust_requests_total": _metric("variant", "name", "outcome"),
     "locust_request_duration_seconds": _metric("variant", "name", histogram=True),
     "locust_users": _metric("variant"),

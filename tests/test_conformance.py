@@ -25,6 +25,7 @@ from .conftest import (
     Server,
     answer,
     group_cpu_seconds,
+    one_process,
     read_line,
     reply_pending,
     sample,
@@ -50,6 +51,11 @@ CONCURRENCY = {
     "coro-asyncsocket": CONCURRENT,
     "asyncio": STALLS,
     "asyncio-procpool": CONCURRENT,
+    "gevent": STALLS,
+    "asyncio-uvloop": STALLS,
+    "prefork": CONCURRENT,
+    "threads-interppool": CONCURRENT,
+    "asyncio-interppool": CONCURRENT,
 }
 
 
@@ -146,7 +152,7 @@ def test_line_too_long_is_answered_then_closed(server: Server):
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if CONCURRENCY[v] != ONE_AT_A_TIME])
 def test_connection_cap_answers_busy_and_closes(variant: str, launch: Launch):
     # (sync never holds two connections: the second one waits in the backlog.)
-    server = launch(variant, "--max-connections", "2")
+    server = launch(variant, "--max-connections", "2", *one_process(variant))
     wait_for(lambda: server.metric("fib_connections_active") == 0, 5, "readiness client gone")
     first, second = server.connect(), server.connect()
     with first, second:

@@ -176,7 +176,9 @@ def test_every_setting_with_its_flag_and_default(capsys: pytest.CaptureFixture[s
         assert backticked(flag) == ["--" + field.replace("_", "-")], variable
         assert re.search(rf"^\s*{backticked(flag)[0]}\b", help_text, re.MULTILINE), flag
         documented, actual = backticked(default)[0], getattr(defaults, field)
-        if isinstance(actual, str):
+        if isinstance(actual, bool):  # an on|off setting
+            assert documented == ("on" if actual else "off"), variable
+        elif isinstance(actual, str):
             assert documented == actual, variable
         else:
             assert float(documented) == actual, f"§2 says {variable} defaults to {documented}"

@@ -21,6 +21,7 @@ from .conftest import (
     Launch,
     Server,
     answer,
+    one_process,
     read_line,
     rss_bytes,
     send_without_reading,
@@ -53,7 +54,7 @@ def test_replies_before_a_line_too_long_all_arrive_then_eof(server: Server):
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "sync"])
 def test_busy_reaches_a_client_that_sent_ahead(variant: str, launch: Launch):
     # (sync holds one connection and leaves the next in the backlog.)
-    server = launch(variant, "--max-connections", "1")
+    server = launch(variant, "--max-connections", "1", *one_process(variant))
     wait_for(lambda: server.metric("fib_connections_active") == 0, 5, "readiness client gone")
     with server.connect() as first:
         first.sendall(b"1\n")
@@ -121,7 +122,11 @@ def test_fifty_clients_that_never_read_cost_bounded_memory(variant: str, launch:
         for index, sock in enumerate(hostile):
             send_without_reading(sock, (NEVER_READ, NEVER_READ_SMALL_REPLIES)[index % 2])
         admitted = 1 if variant == "sync" else CLIENTS  # sync leaves the rest in its backlog
-        wait_for(lambda: server.metric("fib_connections_active") == admitted, 30, "all admitted")
+        # An event loop admits a client between the turns of the others, and
+        # each turn lasts until that client's send buffer is full (about
+        # 0.5 s): asyncio's loop admits all 50 in about 8 s, uvloop's, which
+        # takes one new connection per turn, in about 25 s.
+        wait_for(lambda: server.metric("fib_connections_active") == admitted, 60, "all admitted")
         time.sleep(3.0)  # every server-side buffer as full as it gets
         grown = rss_bytes(server.pid) - before
         assert server.metric("fib_requests_in_progress") <= 2 * CLIENTS
@@ -183,7 +188,9 @@ def test_connection_cap_is_reachable_within_the_open_file_limit(variant: str, la
     """Allowed 1,000 connections (the default) but only 160 files, the server
     sizes its cap to fit and says so; the client past the cap gets ERR busy
     and /metrics still answers."""
-    server = launch(variant, "--pool-workers", "4", open_files=160)
+    # Room for a pool of 4; a pre-fork server's cap is per worker: one here.
+    workers = "1" if variant == "prefork" else "4"
+    server = launch(variant, "--pool-workers", workers, open_files=160)
     said = re.search(r"serving at most (\d+) connections, not 1000", "".join(server.output))
     assert said, "the server must say that it lowered its cap:\n" + "".join(server.output)
     cap = int(said[1])

@@ -17,16 +17,14 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from services import VARIANTS
-
 from .conftest import (
+    CHILD_PROCESS_VARIANTS,
     EVENT_LOOP_VARIANTS,
     POOL_VARIANTS,
     ROOT,
@@ -40,6 +38,7 @@ from .conftest import (
     pool_workers,
     read_line,
     reply_pending,
+    server_command,
     thread_count,
     wait_for,
     wait_in_progress,
@@ -53,9 +52,7 @@ HOG_WORK = 38  # far longer than a worker may outlive its server
 
 # Variants that hear SIGTERM on an asyncio loop (loop.add_signal_handler)
 # and run fib on that same loop: the signal waits until fib returns.
-SIGNAL_WAITS_FOR_FIB = tuple(
-    v for v in VARIANTS if v.startswith("asyncio") and v not in POOL_VARIANTS
-)
+SIGNAL_WAITS_FOR_FIB = ("asyncio", "asyncio-uvloop")
 
 MANY_CONNECTIONS = 2000
 
@@ -187,17 +184,17 @@ def test_sigterm_received_by_another_thread_still_stops_the_server(variant, laun
 
 def test_sigkill_of_process_group_leaves_nothing(variant, launch):
     server = launch(variant)
-    if variant in POOL_VARIANTS:
-        assert pool_workers(server), "a pool variant starts its workers up front"
+    if variant in CHILD_PROCESS_VARIANTS:
+        assert pool_workers(server), "a pool or pre-fork variant starts its workers up front"
     else:
-        # Also keeps POOL_VARIANTS honest: a new variant with children must join it.
+        # Also keeps CHILD_PROCESS_VARIANTS honest: a new variant with children must join it.
         assert server.descendants() == [], describe(server.descendants())
     kill_group(server.pid)
     assert server.process.wait(5) == -signal.SIGKILL
     group_empties(server.pid)
 
 
-@pytest.mark.parametrize("variant", POOL_VARIANTS)
+@pytest.mark.parametrize("variant", CHILD_PROCESS_VARIANTS)
 def test_pool_workers_exit_when_server_alone_is_sigkilled(variant, launch):
     server = launch(variant)
     workers = pool_workers(server)
@@ -282,6 +279,47 @@ def test_killed_pool_worker_costs_its_request_only(variant, launch):
     group_empties(server.pid)
 
 
+def test_killed_prefork_worker_costs_its_own_connections_only(launch):
+    """A pre-fork worker killed mid-request: the clients it served lose their
+    connections, every other client keeps its own, and a new worker takes
+    its place; what the dead worker counted stays counted."""
+    server = launch("prefork", "--pool-workers", "2")
+    workers = pool_workers(server)
+    assert len(workers) == 2, describe(server.descendants())
+    clients = [server.connect(timeout=15) for _ in range(8)]  # spread over both
+    try:
+        for client in clients:
+            client.sendall(b"20\n")
+            assert read_line(client) == b"6765\n"
+        wait_for(lambda: server.metric("fib_requests_total", n="20", outcome="ok") == 8, 5,
+                 "8 fib(20) counted")  # fmt: skip
+        clients[0].sendall(b"%d\n" % KILL_WORK)
+        wait_in_progress(server)
+        victim = busiest(workers)
+        os.kill(victim, signal.SIGKILL)
+        assert read_line(clients[0]) == b"", "its connection ends with its process"
+        survivors = 0
+        for client in clients[1:]:
+            try:
+                client.sendall(b"20\n")
+                reply = read_line(client)
+            except OSError:
+                continue  # it was on the same process
+            assert reply in (b"6765\n", b""), reply
+            survivors += reply == b"6765\n"
+        assert survivors >= 1, "every connection was on the killed worker"
+        wait_for(lambda: len(pool_workers(server)) == 2, 15, "a new worker replaces it")
+        assert victim not in pool_workers(server)
+        assert server.ask(b"20\n") == b"6765\n"
+        counted = server.metric("fib_requests_total", n="20", outcome="ok")
+        assert counted >= 8 + survivors + 1, "the dead worker's counts are kept"
+    finally:
+        for client in clients:
+            client.close()
+    assert server.stop(signal.SIGTERM) == 0, "".join(server.output)
+    group_empties(server.pid)
+
+
 # -- clients that vanish -------------------------------------------------------
 
 
@@ -333,10 +371,9 @@ def test_taken_port_names_its_address_and_setting(variant, flag, env, other):
     naming the address it could not bind and the setting that moves it."""
     with socket.create_server(("127.0.0.1", 0)) as holder:
         taken = holder.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "services", variant, flag, str(taken), other, "0"],
-            cwd=ROOT, capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+        # (The flags come last: they override server_command's port 0.)
+        command, _container = server_command(variant, (flag, str(taken), other, "0"), None, None)
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0, result.stdout
     assert "listening on" not in result.stdout
     message = result.stderr.strip()

@@ -147,7 +147,7 @@ class LineConnection:
 def _blocking_poll() -> select.poll:
     """A poll object that blocks the thread: the original one if gevent patched `select`."""
     try:
-        from gevent import monkey  # type: ignore[import-untyped]
+        from gevent import monkey
     except ImportError:
         return select.poll()
     return monkey.get_original("select", "poll")()  # type: ignore[no-any-return]

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import platform
@@ -19,7 +20,7 @@ import resource
 import sys
 import threading
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,9 +32,11 @@ from prometheus_client import (
     disable_created_metrics,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .gil import GilProbe, gil_probe_available
 from .metrics_http import start_scrape_server
 from .protocol import ErrorCode
 
@@ -44,6 +47,8 @@ DURATION_BUCKETS = (
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 )  # fmt: skip
 
+
+log = logging.getLogger("fiblab")
 
 _BUCKET_LABELS = [*map(floatToGoString, DURATION_BUCKETS), "+Inf"]
 
@@ -66,26 +71,46 @@ class NullMetrics:
 class Metrics(NullMetrics):
     """The docs/design.md §4 metrics of one variant, in their own registry."""
 
-    def __init__(self, variant: str, cpu_source: str = "auto") -> None:
+    def __init__(
+        self, variant: str, cpu_source: str = "auto", *, gil_probe: bool = True,
+        whole_variant: bool = True,
+    ) -> None:  # fmt: skip
+        """`whole_variant`: also what describes the variant as a whole (fib_info,
+        its CPU); a pre-fork worker leaves them to the process that serves /metrics."""
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
-        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.registry = registry = MergingRegistry()
         self.variant = variant
         v = ("variant",)
         active = Gauge("fib_connections_active", "Open client connections", v, registry=registry)
         accepted = Counter("fib_connections", "Accepted connections", v, registry=registry)
-        info = Gauge("fib_info", "What runs", [*v, "python", "implementation", "gil"],
-                     registry=registry)  # fmt: skip
-        info.labels(variant, platform.python_version(), sys.implementation.name, gil_state()).set(1)
         self._active = active.labels(variant)
         self._accepted = accepted.labels(variant)
         self.requests = RequestStats(variant)
         registry.register(self.requests)
-        registry.register(CpuCollector(variant, cpu_source))
+        if whole_variant:
+            info = Gauge("fib_info", "What runs", [*v, "python", "implementation", "gil"],
+                         registry=registry)  # fmt: skip
+            info.labels(variant, platform.python_version(), sys.implementation.name,
+                        gil_state()).set(1)  # fmt: skip
+            registry.register(CpuCollector(variant, cpu_source))
+        # Registered now (its series read 0 until it starts), started by
+        # serve() or start_gil_probe(): only in a process that serves clients.
+        self.gil_probe = GilProbe(variant) if gil_probe else None
+        if self.gil_probe is not None:
+            registry.register(self.gil_probe)
+
+    def start_gil_probe(self) -> None:
+        if self.gil_probe is None:
+            return
+        if (reason := gil_probe_available()) is not None:
+            log.warning("no GIL wait metrics: %s", reason)
+        self.gil_probe.start()
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics from a daemon thread, bounded (metrics_http.py);
         returns the port bound."""
         server, _thread = start_scrape_server(self.registry, host, port)
+        self.start_gil_probe()
         return int(server.server_port)
 
     def connection_opened(self) -> ConnectionTally:
@@ -101,6 +126,51 @@ class Metrics(NullMetrics):
     def count_error(self, error: ErrorCode) -> None:
         """An error reply that answers no request line (busy, idle-timeout)."""
         self.requests.unprompted(error)
+
+
+Families = list[Metric]
+
+
+class MergingRegistry(CollectorRegistry):
+    """A registry that can speak for other processes (the pre-fork workers):
+    every family they report replaces this process's own of that name, their
+    samples summed across them (counters and histograms add up; so do the
+    gauges here, connections and requests in progress)."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_describe=True)
+        self.reporters: list[Callable[[], list[Families]]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        own = super().collect()
+        reports = [families for reporter in self.reporters for families in reporter()]
+        if not reports:
+            yield from own
+            return
+        merged = merge_families(reports)
+        for family in own:
+            yield merged.pop(family.name, family)
+        yield from merged.values()
+
+
+def merge_families(reports: Iterable[Families]) -> dict[str, Metric]:
+    """Sum the samples of the same name and labels across several processes'
+    families, keeping the order in which series first appear."""
+    merged: dict[str, Metric] = {}
+    totals: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for families in reports:
+        for family in families:
+            if family.name not in merged:
+                merged[family.name] = Metric(family.name, family.documentation, family.type)
+                totals[family.name] = {}
+            series = totals[family.name]
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                series[key] = series.get(key, 0.0) + sample.value
+    for name, family in merged.items():
+        for (sample_name, labels), value in totals[name].items():
+            family.add_sample(sample_name, dict(labels), value)
+    return merged
 
 
 # A row of totals, one per n asked: the bucket counts (the last is +Inf), the

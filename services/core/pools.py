@@ -42,7 +42,7 @@ def _die_with_server(server_pid: int) -> None:
         # and only the sigwaitinfo() below takes it, with its sender's pid.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         threading.Thread(target=_obey_server_sigterm, args=(server_pid,), daemon=True).start()
-    threading.Thread(target=_watch_server, args=(server_pid,), daemon=True).start()
+    threading.Thread(target=exit_with_server, args=(server_pid,), daemon=True).start()
 
 
 def _obey_server_sigterm(server_pid: int) -> None:
@@ -54,7 +54,8 @@ def _obey_server_sigterm(server_pid: int) -> None:
     signal.raise_signal(signal.SIGTERM)
 
 
-def _watch_server(server_pid: int) -> None:
+def exit_with_server(server_pid: int) -> None:
+    """A worker's thread: end this process as soon as its server's ends."""
     try:
         pidfd = os.pidfd_open(server_pid)  # readable when that process exits
     except ProcessLookupError:
@@ -172,4 +173,22 @@ def shutdown_all() -> None:
     """Shut every process pool of this server (called on the way out)."""
     while _pools:
         _pools.pop().shutdown()
+    while _interpreter_pools:  # a running fib cannot be stopped: os._exit will
+        _interpreter_pools.pop().shutdown(wait=False, cancel_futures=True)
     gc.collect()  # the executors' semaphores are unlinked when collected
+
+
+def interpreter_pool(workers: int) -> Executor:
+    """A pool of subinterpreters, each with its own GIL (CPython 3.14+), its
+    workers started now so that the first requests do not pay for them."""
+    from concurrent.futures import InterpreterPoolExecutor  # type: ignore[attr-defined]
+
+    pool: Executor = InterpreterPoolExecutor(workers)
+    # A worker starts per submit while none is idle: tasks that outlast the
+    # submits start them all. Each interpreter imports fib's module once.
+    wait([pool.submit(time.sleep, 0.2) for _ in range(workers)])
+    _interpreter_pools.append(pool)
+    return pool
+
+
+_interpreter_pools: list[Executor] = []

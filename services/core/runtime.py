@@ -111,11 +111,11 @@ def fit_open_file_limit(settings: Settings) -> Settings:
 class Lab:
     """The settings, metrics and open connections of this server process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: NullMetrics | None = None) -> None:
         self.settings = settings
-        self.metrics: NullMetrics = (
-            Metrics(settings.variant, settings.cpu_source) if settings.metrics else NullMetrics()
-        )
+        if metrics is None and settings.metrics:
+            metrics = Metrics(settings.variant, settings.cpu_source, gil_probe=settings.gil_probe)
+        self.metrics: NullMetrics = metrics or NullMetrics()
         self.stopping = threading.Event()
         self.drain_deadline = float("inf")
         self.lingerer = Lingerer(settings.linger_timeout)

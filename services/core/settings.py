@@ -37,6 +37,7 @@ class Settings:
     max_unsent: int = 65536
     switch_interval: float = 0.0  # 0: leave CPython's default (0.005 s)
     cpu_source: str = "auto"
+    gil_probe: bool = True
     metrics: bool = True
 
     @property
@@ -59,6 +60,12 @@ def _at_least(minimum: float, kind: Callable[[str], float]) -> Callable[[str], f
         return value
 
     return check
+
+
+def _on_off(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise ValueError("must be on or off")
+    return text == "on"
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -92,6 +99,7 @@ _OPTIONS: dict[str, tuple[Callable[[str], object], str]] = {
     ),
     "switch_interval": (_at_least(0, float), "sys.setswitchinterval (0: default)"),
     "cpu_source": (_choice("auto", "cgroup", "process"), "what fib_cpu_seconds_total counts"),
+    "gil_probe": (_on_off, "on|off: export how long threads wait for the GIL (fib_gil_*)"),
 }
 
 
@@ -134,12 +142,13 @@ def parse_settings(
                 default = kind(environ[env])
             except ValueError as error:
                 parser.error(f"{env}={environ[env]!r}: {error}")
-        # %(default)s: the value in force, the environment's when it sets one.
+        # The value in force, the environment's when it sets one.
+        shown = ("on" if default else "off") if isinstance(default, bool) else "%(default)s"
         parser.add_argument(
             flag(name),
             type=_for_argparse(kind),
             default=default,
-            help=f"{help_text} [{env}] (default: %(default)s)",
+            help=f"{help_text} [{env}] (default: {shown})",
         )
     parser.add_argument(
         "--no-metrics",

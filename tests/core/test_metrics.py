@@ -28,6 +28,7 @@ from services.core.metrics import (
     Metrics,
     NullMetrics,
     cgroup_cpu_seconds,
+    merge_families,
     tree_cpu_seconds,
 )
 from services.core.protocol import ErrorCode
@@ -42,6 +43,8 @@ CONTRACT = {
     "fib_errors": ("counter", {"variant", "code"}),
     "fib_cpu_seconds": ("counter", {"variant"}),
     "fib_info": ("gauge", {"variant", "python", "implementation", "gil"}),
+    "fib_gil_wait_seconds": ("counter", {"variant"}),
+    "fib_gil_probe_seconds": ("counter", {"variant"}),
 }
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -112,6 +115,8 @@ def test_sample_names_and_no_created_series(busy_metrics: Metrics) -> None:
         "fib_errors_total",
         "fib_cpu_seconds_total",
         "fib_info",
+        "fib_gil_wait_seconds_total",
+        "fib_gil_probe_seconds_total",
     }
     assert "_created" not in text
 
@@ -387,3 +392,39 @@ def test_cpu_source_cgroup_reads_the_accounting_file_or_refuses() -> None:
     first = cpu_counter(collector)
     assert first > 0
     assert cpu_counter(collector) >= first
+
+
+# -- several processes, one /metrics (prefork) --------------------------------------
+
+
+def test_merged_families_sum_each_series_and_keep_their_order() -> None:
+    workers = [Metrics("prefork", gil_probe=False, whole_variant=False) for _ in range(2)]
+    for index, worker in enumerate(workers):
+        tally = worker.connection_opened()
+        for n in (10, 20)[: index + 1]:  # the second worker alone has n=20
+            tally.answered(n, None, 0.001 * (index + 1))
+        worker.connection_closed(tally)
+    merged = merge_families([list(worker.registry.collect()) for worker in workers])
+    requests = {
+        (s.labels["n"], s.labels["outcome"]): s.value for s in merged["fib_requests"].samples
+    }
+    assert requests == {("10", "ok"): 2, ("20", "ok"): 1}
+    durations = merged["fib_request_duration_seconds"].samples
+    assert [s.labels["n"] for s in durations if s.name.endswith("_count")] == ["10", "20"]
+    [total] = [s.value for s in durations if s.name.endswith("_sum") and s.labels["n"] == "10"]
+    assert total == pytest.approx(0.003)
+    assert merged["fib_connections"].samples[0].value == 2
+    assert "fib_info" not in merged, "a worker leaves what describes the variant to its server"
+
+
+def test_a_registry_speaks_for_its_reporters_in_place_of_its_own_series() -> None:
+    server = Metrics("prefork", gil_probe=False)
+    worker = Metrics("prefork", gil_probe=False, whole_variant=False)
+    tally = worker.connection_opened()
+    tally.answered(5, None, 0.001)
+    server.registry.reporters.append(lambda: [list(worker.registry.collect())] * 3)
+    text = generate_latest(server.registry).decode()
+    assert 'fib_requests_total{n="5",outcome="ok",variant="prefork"} 3.0' in text
+    assert 'fib_connections_active{variant="prefork"} 3.0' in text
+    assert text.count("# TYPE fib_connections_active gauge") == 1, "the server's own is replaced"
+    assert 'fib_info{gil="enabled"' in text  # the server's, as no worker reports it

@@ -81,8 +81,9 @@ def test_help_shows_every_default_the_environment_included(
     expected["port"] = 25005  # the environment's, not the built-in 25000
     for name, default in expected.items():
         flag, env = "--" + name.replace("_", "-"), f"FIB_{name.upper()}"
+        shown = ("on" if default else "off") if isinstance(default, bool) else str(default)
         # The option, its help (no "[" in it), its variable, then its default.
-        entry = rf"{flag} [A-Z_]+ [^[]*\[{env}\] \(default: {re.escape(str(default))}\)"
+        entry = rf"{flag} [A-Z_]+ [^[]*\[{env}\] \(default: {re.escape(shown)}\)"
         assert re.search(entry, text), f"{flag}: no default {default} in --help"
     assert "--no-metrics serve without instrumentation (default: metrics on)" in text
 

@@ -59,17 +59,22 @@ def test_compose_file_follows_the_design() -> None:
 
 def test_each_dockerfile_is_built_by_one_service() -> None:
     """Compose labels an image with the service that builds it: two services
-    building one Dockerfile make two images. The others run it by name and
-    never ask a registry for it."""
+    building one image make two. The services Dockerfile is built once per
+    Python (the interpreter pools need 3.14); the others run an image by
+    name and never ask a registry for it."""
     services = compose_file()["services"]
     builders: dict[str, list[str]] = {}
     for name, service in services.items():
         if "build" in service:
             builders.setdefault(service["build"]["dockerfile"], []).append(name)
     assert builders == {
-        "services/Dockerfile": ["sync"],
+        "services/Dockerfile": ["sync", "threads-interppool"],
         "loadtest/Dockerfile": ["locust-master"],
     }
+    interpreters = services["threads-interppool"]
+    assert interpreters["build"]["args"]["PYTHON_VERSION"] == "3.14"
+    assert interpreters["image"] != services["sync"]["image"], "one image per Python"
+    assert services["asyncio-interppool"]["image"] == interpreters["image"]
     for name, service in services.items():
         if service.get("image", "").startswith("fiblab-"):
             assert service.get("pull_policy") == "never", f"{name} may pull {service['image']}"
@@ -143,10 +148,15 @@ def test_every_variant_is_scraped(stack: Stack, prometheus: Prometheus) -> None:
 
 
 def test_one_image_per_dockerfile(stack: Stack) -> None:
-    """Two images, each run by every service of its Dockerfile; a rebuild of
-    unchanged sources makes no new one."""
+    """One image per Dockerfile and Python (the interpreter pools' 3.14), each
+    run by every service of its own; a rebuild of unchanged sources makes no
+    new one."""
     images = stack.built_images()
-    assert sorted(images.values()) == ["fiblab-loadtest:latest", "fiblab-services:latest"], images
+    assert sorted(images.values()) == [
+        "fiblab-loadtest:latest",
+        "fiblab-services-py3.14:latest",
+        "fiblab-services:latest",
+    ], images
     stack.compose("build", "--quiet", timeout=1200)
     assert stack.built_images() == images, "`docker compose build` made new images"
     image_id = {name: image for image, name in images.items()}
