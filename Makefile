@@ -8,13 +8,14 @@ VARIANT ?= threads
 ARGS ?=
 
 .PHONY: help venv browser lint test test-fast bench-server bench-hostile bench-loadgen bench-instructions serve dashboards \
-	up up-no-grafana down logs compare compare-quick compare-docker report clean
+	up up-no-grafana down logs compare compare-modern compare-quick compare-docker report clean
 
 help:
 	@echo "make test          lint (ruff, mypy) and every test; creates $(VENV) on first use"
 	@echo "make up / down / logs    the lab in Docker (docker compose up -d / down / logs -f)"
 	@echo "make up-no-grafana the lab without Grafana (when its image cannot be pulled)"
-	@echo "make compare       every variant, every scenario: a report in results/<time>/ (~10 min)"
+	@echo "make compare       the talk's nine variants, every scenario: a report in results/<time>/ (~10 min)"
+	@echo "make compare-modern  the five variants beyond the talk, with threads, asyncio and their process pools (~10 min)"
 	@echo "make compare-quick threads vs threads-procpool, short runs (a smoke test, ~1 min)"
 	@echo "make compare-docker  the same comparison inside the compose network"
 	@echo "    compare, compare-quick, compare-docker take ARGS, e.g. ARGS=\"--variants coro --scenarios convoy\""
@@ -97,7 +98,15 @@ logs:
 	docker compose logs -f --tail=100
 
 compare: $(STAMP)
-	$(BIN)/python -m loadtest.compare $(ARGS)
+	$(BIN)/python -m loadtest.compare --variants talk $(ARGS)
+
+# The five variants beyond the talk, with the four of the talk their
+# predictions compare them with. The interpreter pools need CPython 3.14:
+# on an older Python they run in their compose image, built here first.
+compare-modern: $(STAMP)
+	@if $(BIN)/python -c 'import sys; sys.exit(sys.version_info >= (3, 14))'; then \
+		docker compose build threads-interppool; fi
+	$(BIN)/python -m loadtest.compare --variants modern $(ARGS)
 
 compare-quick: $(STAMP)
 	$(BIN)/python -m loadtest.compare --variants threads,threads-procpool \

@@ -38,6 +38,8 @@ from loadtest.compare import machine
 from loadtest.compare.report import write_report
 from loadtest.compare.servers import (
     CPU_METRIC,
+    GIL_PROBE_METRIC,
+    GIL_WAIT_METRIC,
     SAMPLE_PERIOD,
     SERVER_METRICS_PORT,
     CompareError,
@@ -58,7 +60,7 @@ from loadtest.compare.servers import (
 )
 from loadtest.compare.summary import SCENARIOS, plural
 from loadtest.compare.verdicts import verdicts
-from services import VARIANTS
+from services import MODERN_VARIANTS, TALK_VARIANTS, VARIANTS
 from services.core.fib import fib
 from services.core.settings import Settings
 
@@ -156,6 +158,8 @@ def runs_of(target: Target, scenario: str, repeat: int, plan: Plan) -> list[dict
     duration = figures["duration_s"]
     requests = figures["requests"]
     cpu = delta(before, after, CPU_METRIC)
+    gil_waited = delta(before, after, GIL_WAIT_METRIC)
+    gil_probed = delta(before, after, GIL_PROBE_METRIC)
     base: dict[str, Any] = {
         "variant": target.variant,
         "scenario": scenario,
@@ -170,6 +174,9 @@ def runs_of(target: Target, scenario: str, repeat: int, plan: Plan) -> list[dict
         ),
         **server_cpu_figures(cpu, requests, duration),
         "loadgen_cpu_percent": figures["loadgen_cpu_percent"],
+        "gil_wait_share": (
+            round(gil_waited / gil_probed, 4) if gil_waited is not None and gil_probed else None
+        ),
         "asked_rps": figures["asked_rps"],
         "achieved_rps": figures["achieved_rps"],
         # The engine child was reaped inside the window: own_cpu counts it.
@@ -354,15 +361,27 @@ def compare(plan: Plan, targets: dict[str, Target] | None, target_kind: str) -> 
     return {"servers": servers, "long_seconds_server": long_seconds, "runs": runs}
 
 
-def comma_list(text: str, allowed: Sequence[str], what: str) -> list[str]:
+# Named sets of --variants (docs/design.md §6): the talk's nine, and the five
+# beyond it with the talk's variants their predictions compare them with.
+VARIANT_SETS = {
+    "talk": list(TALK_VARIANTS),
+    "modern": ["threads", "threads-procpool", "asyncio", "asyncio-procpool", *MODERN_VARIANTS],
+}
+
+
+def comma_list(
+    text: str, allowed: Sequence[str], what: str, sets: dict[str, list[str]] | None = None
+) -> list[str]:
     if text == "all":
         return list(allowed)
+    if sets and text in sets:
+        return list(sets[text])
     chosen = [item.strip() for item in text.split(",") if item.strip()]
     unknown = [item for item in chosen if item not in allowed]
     if unknown or not chosen:
         raise CompareError(
             f"unknown {what} {', '.join(unknown) or '(none given)'}; choose from: "
-            f"{', '.join(allowed)} or all"
+            f"{', '.join(allowed)} or {' or '.join([*(sets or {}), 'all'])}"
         )
     return chosen
 
@@ -401,7 +420,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m loadtest.compare",
         description="Run the same scenarios on every chosen variant; write a report.",
     )
-    parser.add_argument("--variants", default="all", help="comma list or all")
+    parser.add_argument(
+        "--variants", default="all",
+        help="comma list, talk (the talk's nine), modern (beyond the talk, with the talk's "
+        "variants they are compared with) or all",
+    )  # fmt: skip
     parser.add_argument("--scenarios", default="short,long,convoy", help="comma list or all")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per scenario run")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each scenario")
@@ -425,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, default=SERVER_METRICS_PORT)
     args = parser.parse_args(argv)
     try:
-        variants = comma_list(args.variants, VARIANTS, "variant")
+        variants = comma_list(args.variants, VARIANTS, "variant", VARIANT_SETS)
         scenarios = comma_list(args.scenarios, SCENARIOS, "scenario")
         check_numbers(args)
         if args.long_n != "auto" and not (args.long_n.isdigit() and int(args.long_n) <= MAX_N):

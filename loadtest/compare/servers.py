@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadtest.swarm.client import LineConnection, fib_value
 from loadtest.swarm.targets import CONTAINER_PORT, TargetError, parse_address
-from services import VARIANTS
+from services import PYTHON_NEEDED, VARIANTS
 from services.health import check as health_check
 
 SERVER_METRICS_PORT = 9100  # docs/design.md §2 default, also inside every container
@@ -47,12 +47,42 @@ class Target:
     metrics_url: str | None
 
 
+# The image compose builds for the variants that need a newer Python
+# (docker-compose.yml: threads-interppool builds it).
+NEWER_PYTHON_IMAGE = "fiblab-services-py3.14:latest"
+
+
+def local_command(variant: str, extra_args: Sequence[str]) -> tuple[list[str], str | None]:
+    """`python -m services <variant>` on free ports of 127.0.0.1; for a variant
+    that needs a newer Python than this one, the same in its image (`docker
+    run --network host`: the same ports, no proxy between). Returns the
+    command and the container's name (None: a plain process)."""
+    flags = [variant, "--port", "0", "--metrics-port", "0", *extra_args]
+    needed = PYTHON_NEEDED.get(variant)
+    if needed is None or sys.version_info >= needed:
+        return [sys.executable, "-m", "services", *flags], None
+    found = subprocess.run(
+        ["docker", "image", "inspect", NEWER_PYTHON_IMAGE], capture_output=True, check=False
+    )
+    if found.returncode:
+        raise CompareError(
+            f"{variant} needs Python {needed[0]}.{needed[1]} (this is "
+            f"{sys.version.split()[0]}) and its image {NEWER_PYTHON_IMAGE} is not built: "
+            f"`docker compose build {variant}` builds it"
+        )
+    name = f"fiblab-compare-{os.getpid()}-{variant}"
+    return [
+        "docker", "run", "--rm", "--name", name, "--network", "host",
+        "--env", "FIB_HOST=127.0.0.1", NEWER_PYTHON_IMAGE, *flags,
+    ], name  # fmt: skip
+
+
 @contextlib.contextmanager
 def local_variant(variant: str, extra_args: Sequence[str] = ()) -> Iterator[Target]:
-    """`python -m services <variant>` on free ports, in its own process group."""
+    """A variant on free ports of 127.0.0.1, in its own process group."""
+    command, container = local_command(variant, extra_args)
     process = subprocess.Popen(
-        [sys.executable, "-m", "services", variant, "--port", "0", "--metrics-port", "0",
-         *extra_args],
+        command,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     assert process.stdout is not None
@@ -79,6 +109,8 @@ def local_variant(variant: str, extra_args: Sequence[str] = ()) -> Iterator[Targ
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # pool workers included
+            if container is not None:  # `docker run` relays SIGTERM; this if it did not stop
+                subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
             if not drained:
                 output.close()
 
@@ -131,6 +163,8 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 CPU_METRIC = "fib_cpu_seconds_total"
+GIL_WAIT_METRIC = "fib_gil_wait_seconds_total"
+GIL_PROBE_METRIC = "fib_gil_probe_seconds_total"
 
 
 # Seconds between scrapes during a long run. The server's CPU rate steps at

@@ -86,6 +86,9 @@ class Run(TypedDict):
     bottleneck: Bottleneck
     server_latency_ms: NotRequired[dict[str, float | None] | None]
     server_cpu_cores: NotRequired[float | None]
+    # Share of the GIL probe's time it waited for the GIL over the run (None:
+    # the variant exports no probe)
+    gil_wait_share: NotRequired[float | None]
     asked_rps: NotRequired[float | None]
     # long runs: one run object per clients stage, every figure the stage's own
     clients: NotRequired[int]

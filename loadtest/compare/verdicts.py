@@ -37,6 +37,15 @@ RuleKey = Literal[
     "threadpool-collapse",
     "separate-process-immune",
     "pool-baseline-below-threads",
+    # beyond the talk: docs/design.md §3.1's predictions, written before measuring
+    "inline-loop-stall",
+    "inline-loop-long-serialised",
+    "uvloop-above-asyncio",
+    "interp-pool-immune",
+    "interp-pool-above-procpool",
+    "interp-pool-below-inline",
+    "second-long-in-parallel",
+    "prefork-convoy-partial",
 ]
 
 # Which variants each rule speaks of (docs/design.md §3 names).
@@ -60,12 +69,29 @@ IMMUNE_FRACTION = 0.5  # a hog elsewhere: during >= half of before (talk: "not a
 # measured here: about a third)
 BASELINE_BELOW_FRACTION = 0.9
 
+# Beyond the talk (docs/design.md §3.1).
+BEYOND_INLINE_VARIANTS = ("gevent", "asyncio-uvloop")  # fib on the only loop thread
+INTERP_POOL_VARIANTS = ("threads-interppool", "asyncio-interppool")
+# Each interpreter pool's talk counterparts: (fib inline, fib in a process pool).
+INTERP_POOL_COUNTERPARTS = {
+    "threads-interppool": ("threads", "threads-procpool"),
+    "asyncio-interppool": ("asyncio", "asyncio-procpool"),
+}
+PARALLEL_LONG_VARIANTS = (*INTERP_POOL_VARIANTS, "prefork")
+UVLOOP_ABOVE_FACTOR = 1.2  # §3.1: uvloop's short req/s 1.2-2x asyncio's
+ABOVE_PROCPOOL_FACTOR = 1.1  # "above the process pool" beyond repeat-to-repeat noise
+# Two long clients on two workers and two cores: about one client's time,
+# not two (a shared core, the load generator, stretches it a little).
+PARALLEL_LONG_RATIO = 1.4
+PARTIAL_FRACTION = 0.1  # prefork: short req/s during >= 10 % of before (threads: ~1 %)
+
 
 @dataclass(frozen=True)
 class Rule:
     key: RuleKey
     behaviour: str  # what the talk shows, in words
     test: str  # the rule with its tolerance
+    beyond_talk: bool = False  # a prediction of docs/design.md §3.1, not the talk's
 
 
 RULES: dict[RuleKey, Rule] = {
@@ -102,6 +128,56 @@ RULES: dict[RuleKey, Rule] = {
             "pool-baseline-below-threads",
             "a process pool costs baseline: short req/s below threads'",
             f"short req/s ≤ {BASELINE_BELOW_FRACTION:.0%} of threads'",
+        ),
+        Rule(
+            "inline-loop-stall",
+            "fib never yields: a long request stops every client, as on coro",
+            f"short req/s during ≤ {STALL_FRACTION:.0%} of before",
+            beyond_talk=True,
+        ),
+        Rule(
+            "inline-loop-long-serialised",
+            "one loop thread: 2 and 3 long clients take ~2× and ~3× one client's time",
+            "s/request ratio to 1 client within [{}, {}] for 2 clients and [{}, {}] for 3".format(
+                *LONG_RATIO_BOUNDS[2], *LONG_RATIO_BOUNDS[3]
+            ),
+            beyond_talk=True,
+        ),
+        Rule(
+            "uvloop-above-asyncio",
+            "libuv's loop: cheaper I/O per request than asyncio's own",
+            f"short req/s ≥ {UVLOOP_ABOVE_FACTOR:g}× asyncio's",
+            beyond_talk=True,
+        ),
+        Rule(
+            "interp-pool-immune",
+            "fib under another interpreter's GIL: a long request does not collapse short ones",
+            f"short req/s during ≥ {IMMUNE_FRACTION:.0%} of before",
+            beyond_talk=True,
+        ),
+        Rule(
+            "interp-pool-above-procpool",
+            "a call into another interpreter costs less than a process pool's round trip",
+            f"short req/s ≥ {ABOVE_PROCPOOL_FACTOR:g}× the same model's process pool's",
+            beyond_talk=True,
+        ),
+        Rule(
+            "interp-pool-below-inline",
+            "but more than an inline call",
+            f"short req/s ≤ {BASELINE_BELOW_FRACTION:.0%} of the same model's inline fib",
+            beyond_talk=True,
+        ),
+        Rule(
+            "second-long-in-parallel",
+            "a GIL per worker: 2 long clients take about one client's time",
+            f"s/request with 2 clients ≤ {PARALLEL_LONG_RATIO:g}× with 1",
+            beyond_talk=True,
+        ),
+        Rule(
+            "prefork-convoy-partial",
+            "a long request convoys only its own process's clients",
+            f"short req/s during ≥ {PARTIAL_FRACTION:.0%} of before",
+            beyond_talk=True,
         ),
     )
 }
@@ -166,6 +242,8 @@ class Verdict:
             return "loadgen-bound"
         if self.reproduced is None:
             return "not enough data"
+        if RULES[self.rule].beyond_talk:
+            return "as predicted" if self.reproduced else "not as predicted"
         return "reproduced" if self.reproduced else "not reproduced"
 
     @property
@@ -173,6 +251,8 @@ class Verdict:
         return {
             "reproduced": "✅",
             "not reproduced": "❌",
+            "as predicted": "✅",
+            "not as predicted": "❌",
             "loadgen-bound": "⚠",
             "not enough data": "❔",
             NOISY_STATUS: NOISY_MARK,
@@ -236,7 +316,9 @@ def _repeats(group: RunGroup) -> str:
 # --- the rules ----------------------------------------------------------------
 
 
-def long_serialised(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+def long_serialised(
+    groups: Sequence[RunGroup], variant: str, rule: RuleKey = "long-serialised"
+) -> Verdict | None:
     stages = {k: find_group(groups, variant, "long", k) for k in (1, 2, 3)}
     if not any(stages.values()):
         return None  # the long scenario was not run for this variant
@@ -244,7 +326,7 @@ def long_serialised(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
     base = one.stat("seconds_per_request") if one else None
     if one is None or base is None or base.median <= 0:
         why = f"1 client: {one.gap}" if one is not None and one.gap else "no 1-client long figure"
-        return _no_data("long-serialised", variant, f"{why}: nothing to compare with")
+        return _no_data(rule, variant, f"{why}: nothing to compare with")
     parts = [f"1 client {fmt_seconds(base.median)}"]
     margin = math.inf
     measured: list[RunGroup] = [one]
@@ -261,11 +343,11 @@ def long_serialised(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
         parts.append(f"{clients} clients {fmt_seconds(seconds.median)} ({ratio:.2f}×)")
     if len(measured) == 1:
         return _no_data(
-            "long-serialised",
+            rule,
             variant,
             f"only the 1-client stage has a figure: {', '.join(parts)}",
         )
-    return _judged("long-serialised", variant, margin, ", ".join(parts), measured)
+    return _judged(rule, variant, margin, ", ".join(parts), measured)
 
 
 def _convoy_figures(
@@ -375,6 +457,106 @@ def pool_baseline_below_threads(groups: Sequence[RunGroup], variant: str) -> Ver
     return _judged(rule, variant, margin, figures, [pool_group, threads_group])
 
 
+# --- beyond the talk (docs/design.md §3.1) ---------------------------------------
+
+
+def inline_loop_stall(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    return _convoy_rule(
+        "inline-loop-stall",
+        groups,
+        variant,
+        lambda before, during: _ratio(STALL_FRACTION * before, during),
+    )
+
+
+def inline_loop_long_serialised(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    return long_serialised(groups, variant, "inline-loop-long-serialised")
+
+
+def interp_pool_immune(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    return _convoy_rule(
+        "interp-pool-immune",
+        groups,
+        variant,
+        lambda before, during: _ratio(during, IMMUNE_FRACTION * before),
+    )
+
+
+def prefork_convoy_partial(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    return _convoy_rule(
+        "prefork-convoy-partial",
+        groups,
+        variant,
+        lambda before, during: _ratio(during, PARTIAL_FRACTION * before),
+    )
+
+
+def _against(
+    rule: RuleKey,
+    groups: Sequence[RunGroup],
+    variant: str,
+    reference: str,
+    margin: Callable[[float], float],
+) -> Verdict | None:
+    """A rule on short req/s as a fraction of `reference`'s (margin >= 1 holds)."""
+    own = _baseline(groups, variant)
+    if own is None:
+        return None
+    other = _baseline(groups, reference)
+    if other is None:
+        return _no_data(
+            rule, variant, f"{reference} was not measured in this run: nothing to compare with"
+        )
+    own_group, own_rps, source = own
+    other_group, other_rps, other_source = other
+    if other_rps <= 0:
+        return _no_data(rule, variant, f"{reference} answered no short requests")
+    fraction = own_rps / other_rps
+    figures = (
+        f"{fmt_rps(own_rps)} req/s ({source}) vs {reference} {fmt_rps(other_rps)} req/s "
+        f"({other_source}): {fraction:.0%} of {reference}'s"
+    )
+    return _judged(rule, variant, margin(fraction), figures, [own_group, other_group])
+
+
+def uvloop_above_asyncio(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    return _against(
+        "uvloop-above-asyncio", groups, variant, "asyncio",
+        lambda fraction: fraction / UVLOOP_ABOVE_FACTOR,
+    )  # fmt: skip
+
+
+def interp_pool_above_procpool(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    return _against(
+        "interp-pool-above-procpool", groups, variant, INTERP_POOL_COUNTERPARTS[variant][1],
+        lambda fraction: fraction / ABOVE_PROCPOOL_FACTOR,
+    )  # fmt: skip
+
+
+def interp_pool_below_inline(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    return _against(
+        "interp-pool-below-inline", groups, variant, INTERP_POOL_COUNTERPARTS[variant][0],
+        lambda fraction: _ratio(BASELINE_BELOW_FRACTION, fraction),
+    )  # fmt: skip
+
+
+def second_long_in_parallel(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    rule: RuleKey = "second-long-in-parallel"
+    one, two = (find_group(groups, variant, "long", k) for k in (1, 2))
+    if one is None and two is None:
+        return None
+    base = one.stat("seconds_per_request") if one else None
+    pair = two.stat("seconds_per_request") if two else None
+    if one is None or two is None or base is None or pair is None or base.median <= 0:
+        return _no_data(rule, variant, "no 1- and 2-client long figures to compare")
+    ratio = pair.median / base.median
+    figures = (
+        f"1 client {fmt_seconds(base.median)}, 2 clients {fmt_seconds(pair.median)} "
+        f"({ratio:.2f}×); {_repeats(two)}"
+    )
+    return _judged(rule, variant, _ratio(PARALLEL_LONG_RATIO, ratio), figures, [one, two])
+
+
 RuleCheck = Callable[[Sequence[RunGroup], str], Verdict | None]
 
 # Each rule with the variants it speaks of, in the talk's order.
@@ -385,6 +567,15 @@ CHECKS: tuple[tuple[RuleCheck, tuple[str, ...]], ...] = (
     (pool_baseline_below_threads, PROCESS_POOL_VARIANTS),
     (convoy_stall, INLINE_LOOP_VARIANTS),
     (threadpool_collapse, ("coro-threadpool",)),
+    # beyond the talk
+    (inline_loop_stall, BEYOND_INLINE_VARIANTS),
+    (inline_loop_long_serialised, BEYOND_INLINE_VARIANTS),
+    (uvloop_above_asyncio, ("asyncio-uvloop",)),
+    (interp_pool_immune, INTERP_POOL_VARIANTS),
+    (interp_pool_above_procpool, INTERP_POOL_VARIANTS),
+    (interp_pool_below_inline, INTERP_POOL_VARIANTS),
+    (second_long_in_parallel, PARALLEL_LONG_VARIANTS),
+    (prefork_convoy_partial, ("prefork",)),
 )
 
 

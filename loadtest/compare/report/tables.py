@@ -79,6 +79,10 @@ def fixed(digits: int) -> Callable[[float | None], str]:
 fmt_cores = fixed(2)
 
 
+def percent_or_dash(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
 def fmt_count(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f}"
 
@@ -126,6 +130,52 @@ def lab_figure(figure: talk.TalkFigure, groups: Sequence[RunGroup]) -> str:
     return f"{fmt_rps(during)} req/s (from {fmt_rps(before)}){marks(group)}"
 
 
+def verdict_table(found: Sequence[Verdict], *, with_talk: bool) -> list[str]:
+    rows = []
+    for verdict in found:
+        rule = RULES[verdict.rule]
+        row = [
+            f"{verdict.mark} {verdict.status}",
+            verdict.variant,
+            rule.behaviour,
+            rule.test,
+            verdict.figures,
+            verdict.margin_text,
+        ]
+        if with_talk:
+            said = "; ".join(
+                f"{talk.figure(key).said} ({talk.figure(key).at})" for key in verdict.talk_figures
+            )
+            row.append(said or "–")
+        rows.append(row)
+    header = ["verdict", "variant", "behaviour", "rule", "lab", "margin"]
+    if with_talk:
+        header.append("talk (video time)")
+    return [
+        *table(header, rows),
+        "",
+        "*margin*: how far the lab's figure is from the rule's bound, as a factor (a 30× "
+        "collapse against a 10× rule has 3× to spare): a margin near 1 is a verdict that a "
+        "noisier machine or another run can flip.",
+        "",
+    ]
+
+
+def beyond_section(found: Sequence[Verdict]) -> list[str]:
+    """The predictions of docs/design.md §3.1, written before measuring, and their outcome."""
+    beyond = [verdict for verdict in found if RULES[verdict.rule].beyond_talk]
+    if not beyond:
+        return []
+    return [
+        "## Beyond the talk: predictions and outcomes",
+        "",
+        "Each rule is a prediction written in docs/design.md §3.1 before these variants "
+        "ran. *Not as predicted* is a finding to explain, not a threshold to tune.",
+        "",
+        *verdict_table(beyond, with_talk=False),
+    ]
+
+
 def talk_section(
     summary: Summary, groups: Sequence[RunGroup], found: Sequence[Verdict]
 ) -> list[str]:
@@ -163,36 +213,11 @@ def talk_section(
             "",
         ]
     lines += ["### Verdicts", ""]
-    if not found:
+    talks = [verdict for verdict in found if not RULES[verdict.rule].beyond_talk]
+    if not talks:
         lines += ["No rule applies to the variants and scenarios in this run.", ""]
     else:
-        rows = []
-        for verdict in found:
-            rule = RULES[verdict.rule]
-            said = "; ".join(
-                f"{talk.figure(key).said} ({talk.figure(key).at})" for key in verdict.talk_figures
-            )
-            rows.append(
-                [
-                    f"{verdict.mark} {verdict.status}",
-                    verdict.variant,
-                    rule.behaviour,
-                    rule.test,
-                    verdict.figures,
-                    verdict.margin_text,
-                    said or "–",
-                ]
-            )
-        lines += table(
-            ["verdict", "variant", "behaviour", "rule", "lab", "margin", "talk (video time)"], rows
-        )
-        lines += [
-            "",
-            "*margin*: how far the lab's figure is from the rule's bound, as a factor (a 30× "
-            "collapse against a 10× rule has 3× to spare): a margin near 1 is a verdict that a "
-            "noisier machine or another run can flip.",
-        ]
-        lines.append("")
+        lines += verdict_table(talks, with_talk=True)
     lines += ["### The talk's figures beside the lab's", ""]
     rows = [
         [
@@ -335,6 +360,7 @@ def convoy_section(groups: Sequence[RunGroup]) -> list[str]:
             cell(group.stat("short_rps_during"), fmt_rps, group),
             cell(group_figure(group, drop_factor), fmt_factor),
             cell(group.stat("long_seconds"), fixed(2)),
+            cell(group.stat("gil_wait_share"), percent_or_dash),
         ]
         for group in groups
         if group.scenario == "convoy"
@@ -344,7 +370,21 @@ def convoy_section(groups: Sequence[RunGroup]) -> list[str]:
     return [
         "## Convoy: steady short requests, then one long request joins",
         "",
-        *table(["variant", "short req/s before", "during", "drop factor", "long request s"], rows),
+        *table(
+            [
+                "variant",
+                "short req/s before",
+                "during",
+                "drop factor",
+                "long request s",
+                "GIL wait (run)",
+            ],
+            rows,
+        ),
+        "",
+        "GIL wait: the share of the time a thread that asks for the GIL waits for it, "
+        "over the whole convoy run (its before, during and after thirds), from the "
+        "server's GIL probe (docs/design.md §4).",
         "",
     ]
 
@@ -446,6 +486,7 @@ def render_markdown(
         "",
     ]
     lines += talk_section(summary, groups, found)
+    lines += beyond_section(found)
     lines += runs_section(groups)
     lines += long_section(groups)
     lines += convoy_section(groups)

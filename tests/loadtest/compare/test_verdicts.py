@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from loadtest.compare.summary import SummaryError, check_summary, group_runs
-from loadtest.compare.verdicts import Verdict, verdicts
+from loadtest.compare.verdicts import RULES, Verdict, verdicts
 
 # --- synthetic test data ------------------------------------------------------
 
@@ -166,12 +166,28 @@ PLAUSIBLE: dict[str, dict[str, Any]] = {
         "long": (0.93, (1.0, 1.05, 1.6)),
     },
 }
+# The variants beyond the talk, as docs/design.md §3.1 predicts them.
+PREDICTED: dict[str, dict[str, Any]] = {
+    "gevent": {"short": 15_000, "convoy": (14_900, 0.0), "long": (0.9, (1.0, 2.0, 3.0))},
+    "asyncio-uvloop": {"short": 20_000, "convoy": (19_900, 0.0), "long": (0.9, (1.0, 2.0, 3.0))},
+    "prefork": {"short": 20_000, "convoy": (19_000, 9_000.0), "long": (0.9, (1.0, 1.1, 1.7))},
+    "threads-interppool": {
+        "short": 9_000,
+        "convoy": (8_900, 8_000.0),
+        "long": (0.9, (1.0, 1.1, 1.6)),
+    },
+    "asyncio-interppool": {
+        "short": 8_000,
+        "convoy": (7_900, 7_000.0),
+        "long": (0.9, (1.0, 1.1, 1.6)),
+    },
+}
 
 
 def plausible_runs(variants: tuple[str, ...] = tuple(PLAUSIBLE), repeats: int = 3) -> list[Any]:
     runs: list[Any] = []
     for variant in variants:
-        shape = PLAUSIBLE[variant]
+        shape = PLAUSIBLE.get(variant) or PREDICTED[variant]
         for repeat in range(repeats):
             jitter = 1 + 0.02 * (repeat - 1)  # -2 %, 0, +2 %: a spread over repeats
             runs.append(short_run(variant, shape["short"] * jitter, repeat))
@@ -621,3 +637,69 @@ def test_a_noisy_verdict_still_shows_its_margin() -> None:
     verdict = verdict_of(a_summary(runs), "convoy-collapse", "threads")
     assert verdict.noisy
     assert verdict.margin == pytest.approx(1.2)
+
+
+# --- beyond the talk: the predictions ------------------------------------------
+
+
+INTERP_RULES = (
+    "interp-pool-immune",
+    "interp-pool-above-procpool",
+    "interp-pool-below-inline",
+    "second-long-in-parallel",
+)
+INTERP_VARIANTS = ("threads-interppool", "asyncio-interppool")
+
+
+INTERP_RULES = (
+    "interp-pool-immune",
+    "interp-pool-above-procpool",
+    "interp-pool-below-inline",
+    "second-long-in-parallel",
+)
+INTERP_VARIANTS = ("threads-interppool", "asyncio-interppool")
+
+
+def test_a_lab_that_behaves_as_predicted_gets_every_beyond_the_talk_rule() -> None:
+    summary = a_summary(plausible_runs((*PLAUSIBLE, *PREDICTED)))
+    found = [v for v in verdicts(check_summary(summary)) if RULES[v.rule].beyond_talk]
+    assert {(v.rule, v.variant) for v in found} == {
+        ("inline-loop-stall", "gevent"),
+        ("inline-loop-stall", "asyncio-uvloop"),
+        ("inline-loop-long-serialised", "gevent"),
+        ("inline-loop-long-serialised", "asyncio-uvloop"),
+        ("uvloop-above-asyncio", "asyncio-uvloop"),
+        *((rule, variant) for rule in INTERP_RULES for variant in INTERP_VARIANTS),
+        ("second-long-in-parallel", "prefork"),
+        ("prefork-convoy-partial", "prefork"),
+    }
+    assert all(v.status == "as predicted" and v.mark == "✅" for v in found), found
+
+
+def test_an_interpreter_pool_slower_than_its_process_pool_is_not_as_predicted() -> None:
+    runs = plausible_runs(("threads", "threads-procpool", "threads-interppool"))
+    runs = [
+        {**run, "rps": 3_000.0} if (run["variant"], run["scenario"]) == (
+            "threads-interppool", "short") else run
+        for run in runs
+    ]  # fmt: skip
+    verdict = verdict_of(a_summary(runs), "interp-pool-above-procpool", "threads-interppool")
+    assert verdict.status == "not as predicted"
+    assert "vs threads-procpool" in verdict.figures
+
+
+def test_an_interpreter_pool_without_its_counterpart_has_nothing_to_compare_with() -> None:
+    summary = a_summary(plausible_runs(("threads-interppool",)))
+    verdict = verdict_of(summary, "interp-pool-below-inline", "threads-interppool")
+    assert verdict.status == "not enough data"
+    assert "threads was not measured" in verdict.figures
+
+
+def test_prefork_whose_short_client_shares_the_long_ones_process_is_not_as_predicted() -> None:
+    runs = [
+        convoy_run("prefork", 19_000 * (1 + 0.01 * r), 150.0, r) if run["scenario"] == "convoy"
+        else run
+        for r, run in enumerate(plausible_runs(("prefork",), repeats=1))
+    ]  # fmt: skip
+    verdict = verdict_of(a_summary(runs), "prefork-convoy-partial", "prefork")
+    assert verdict.status == "not as predicted", verdict
