@@ -7,8 +7,8 @@ VARIANT ?= threads
 # More arguments of `python -m loadtest.compare`: ARGS="--variants coro --scenarios convoy"
 ARGS ?=
 
-.PHONY: help venv browser lint test test-fast bench-server bench-hostile bench-loadgen bench-instructions serve dashboards \
-	up up-no-grafana down logs compare compare-modern compare-quick compare-docker report clean
+.PHONY: help venv browser lint test test-fast bench-server bench-gil bench-hostile bench-loadgen bench-instructions serve dashboards \
+	up up-no-grafana down logs compare compare-modern compare-versions compare-quick compare-docker report clean
 
 help:
 	@echo "make test          lint (ruff, mypy) and every test; creates $(VENV) on first use"
@@ -16,6 +16,7 @@ help:
 	@echo "make up-no-grafana the lab without Grafana (when its image cannot be pulled)"
 	@echo "make compare       the talk's nine variants, every scenario: a report in results/<time>/ (~10 min)"
 	@echo "make compare-modern  the five variants beyond the talk, with threads, asyncio and their process pools (~10 min)"
+	@echo "make compare-versions  threads, threads-procpool, coro, asyncio on this Python, 3.13 and 3.14: one table"
 	@echo "make compare-quick threads vs threads-procpool, short runs (a smoke test, ~1 min)"
 	@echo "make compare-docker  the same comparison inside the compose network"
 	@echo "    compare, compare-quick, compare-docker take ARGS, e.g. ARGS=\"--variants coro --scenarios convoy\""
@@ -25,6 +26,7 @@ help:
 	@echo "make test-fast     the tests not marked slow"
 	@echo "make lint          ruff and mypy only"
 	@echo "make bench-server  req/s and s/request of every variant; metrics overhead"
+	@echo "make bench-gil     the GIL probe's cost: idle CPU, a Python loop, fib(1) req/s and the convoy, on and off"
 	@echo "make bench-hostile reliability of every variant under hostile clients (~10 min)"
 	@echo "make serve VARIANT=threads   run one variant on 127.0.0.1:25000 (metrics :9100)"
 	@echo "make dashboards    regenerate grafana/dashboards/*.json from grafana/dashboards.py"
@@ -63,6 +65,11 @@ test-fast: $(STAMP)
 
 bench-server: $(STAMP)
 	$(BIN)/python -m tests.bench_server
+
+# What the GIL probe costs: fib(1) req/s and the convoy, probe on and off, threads and coro.
+bench-gil: $(STAMP)
+	$(BIN)/python -m tests.bench_gil
+	$(BIN)/python -m tests.bench_server --gil-probe
 
 bench-hostile: $(STAMP)
 	$(BIN)/python -m tests.bench_hostile
@@ -107,6 +114,11 @@ compare-modern: $(STAMP)
 	@if $(BIN)/python -c 'import sys; sys.exit(sys.version_info >= (3, 14))'; then \
 		docker compose build threads-interppool; fi
 	$(BIN)/python -m loadtest.compare --variants modern $(ARGS)
+
+# The talk's core variants on this Python, 3.13 and 3.14 (the images are
+# built from this checkout): one table, results/versions-<time>/versions.md.
+compare-versions: $(STAMP)
+	$(BIN)/python -m loadtest.compare.versions $(ARGS)
 
 compare-quick: $(STAMP)
 	$(BIN)/python -m loadtest.compare --variants threads,threads-procpool \

@@ -31,6 +31,7 @@ import random
 import socket
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -145,16 +146,33 @@ def bench_metrics_overhead(rounds: int, requests: int, pairs: int, control: bool
     `control`: both kinds run --no-metrics, which shows the method's own
     noise (the ratio should be 1.000).
     """
+    return bench_side_by_side(
+        "threads",
+        {True: ["--no-metrics"] if control else [], False: ["--no-metrics"]},
+        {True: "A", False: "B"} if control else {True: "with metrics", False: "without"},
+        rounds, requests, pairs,
+        goal="a control: should be 1.000" if control else f"goal >= {OVERHEAD_GOAL}",
+    )  # fmt: skip
+
+
+def bench_side_by_side(
+    variant: str,
+    flags: dict[bool, list[str]],
+    label: dict[bool, str],
+    rounds: int,
+    requests: int,
+    pairs: int,
+    goal: str,
+) -> float:
+    """`pairs` servers of each kind (flags[True], flags[False]) side by side,
+    fib(1) interleaved over all of them; the median ratio of kind True's rate
+    to kind False's."""
     shuffle = random.Random(2015).shuffle
-    instrumented_args = ["--no-metrics"] if control else []
-    label = {True: "A", False: "B"} if control else {True: "with metrics", False: "without"}
     servers: list[tuple[bool, Server]] = []
     try:
         for pair in range(pairs):
             kinds = (True, False) if pair % 2 == 0 else (False, True)  # neither always first
-            for instrumented in kinds:
-                args = instrumented_args if instrumented else ["--no-metrics"]
-                servers.append((instrumented, start_server("threads", *args)))
+            servers.extend((kind, start_server(variant, *flags[kind])) for kind in kinds)
         with contextlib.ExitStack() as stack:
             order = [
                 (instrumented, server, stack.enter_context(server.connect()))
@@ -175,7 +193,7 @@ def bench_metrics_overhead(rounds: int, requests: int, pairs: int, control: bool
                     shuffle(order)
                     for instrumented, _server, sock in order:
                         start = time.perf_counter()
-                        ask("threads", sock, b"1\n", b"1\n")
+                        ask(variant, sock, b"1\n", b"1\n")
                         seconds[instrumented] += time.perf_counter() - start
                 used = {True: 0.0, False: 0.0}
                 for instrumented, server, _sock in order:
@@ -194,8 +212,8 @@ def bench_metrics_overhead(rounds: int, requests: int, pairs: int, control: bool
         for _instrumented, server in servers:
             shut(server)
     ratio = statistics.median(ratios)
-    verdict = "met" if ratio >= OVERHEAD_GOAL else "NOT met"
-    goal = "a control: should be 1.000" if control else f"goal >= {OVERHEAD_GOAL}: {verdict}"
+    if goal.startswith("goal >="):
+        goal += ": met" if ratio >= OVERHEAD_GOAL else ": NOT met"
     per_request = {kind: used / (rounds * requests * pairs) * 1e6 for kind, used in cpu.items()}
     print(
         f"\nreq/s {label[True]} / {label[False]}: median of {rounds} rounds **{ratio:.3f}** "
@@ -205,6 +223,57 @@ def bench_metrics_overhead(rounds: int, requests: int, pairs: int, control: bool
         f"({per_request[True] - per_request[False]:+.2f} µs)."
     )
     return ratio
+
+
+def convoy_rates(server: Server, long_n: int, seconds: float) -> tuple[float, float]:
+    """Short fib(1) req/s on one connection for `seconds`, then again while
+    another connection asks fib(long_n) back to back: the talk's convoy."""
+    with server.connect() as short:
+        before = short_loop(server, short, seconds).rate
+        stop = threading.Event()
+
+        def hog() -> None:
+            with server.connect(timeout=60) as long:
+                while not stop.is_set():
+                    ask(server.variant, long, b"%d\n" % long_n, b"%d\n" % fib(long_n))
+
+        hogger = threading.Thread(target=hog, daemon=True)
+        hogger.start()
+        time.sleep(0.2)  # the first long request is running
+        during = short_loop(server, short, seconds).rate
+        stop.set()
+        hogger.join(60)
+    return before, during
+
+
+def bench_gil_probe(variants: Sequence[str], rounds: int, requests: int, pairs: int) -> None:
+    """What the GIL probe costs: fib(1) req/s side by side, probe on and off,
+    then the convoy on each, alternating, in the same run."""
+    flags = {True: [], False: ["--gil-probe", "off"]}
+    label = {True: "probe on", False: "probe off"}
+    for variant in variants:
+        print(f"\n#### `{variant}`: fib(1), {pairs} servers each, side by side\n", flush=True)
+        bench_side_by_side(variant, flags, label, rounds, requests, pairs, "no goal: a cost")
+        print(f"\n#### `{variant}`: the convoy (fib(1) rate before / during fib(30) back "
+              "to back), probe on and off alternately\n", flush=True)  # fmt: skip
+        print("| round | probe | short req/s before | during | before / during |")
+        print("|---:|---|---:|---:|---:|")
+        factors: dict[bool, list[float]] = {True: [], False: []}
+        for round_number in range(rounds // 2 or 1):
+            for probe in (True, False) if round_number % 2 == 0 else (False, True):
+                server = start_server(variant, *flags[probe])
+                try:
+                    before, during = convoy_rates(server, 30, 2.0)
+                finally:
+                    shut(server)
+                factors[probe].append(before / during if during else float("inf"))
+                print(f"| {round_number + 1} | {label[probe]} | {before:,.0f} | {during:,.0f} "
+                      f"| {factors[probe][-1]:.1f}× |", flush=True)  # fmt: skip
+        print(
+            f"\nconvoy factor, median: probe on {statistics.median(factors[True]):.1f}×, "
+            f"probe off {statistics.median(factors[False]):.1f}×",
+            flush=True,
+        )
 
 
 def variant_list(text: str) -> list[str]:
@@ -240,6 +309,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="servers of each kind, side by side [4]",
     )  # fmt: skip
     parser.add_argument(
+        "--gil-probe", action="store_true",
+        help="instead: what the GIL probe costs on threads and coro (fib(1) and the convoy)",
+    )  # fmt: skip
+    parser.add_argument(
         "--control", action="store_true",
         help="run --no-metrics on both sides: the method's own noise (ratio ~1.000)",
     )  # fmt: skip
@@ -255,6 +328,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"of warm-up; fib({args.long_n}): mean of {args.repeat}.\n",
         flush=True,
     )
+    if args.gil_probe:
+        print(
+            f"### Cost of the GIL probe: `--gil-probe off` against on, {args.rounds} rounds "
+            f"of {args.round_requests} interleaved fib(1) requests per server",
+            flush=True,
+        )
+        bench_gil_probe(["threads", "coro"], args.rounds, args.round_requests, args.pairs)
+        print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+        return
     bench_variants(args.variants, args.duration, args.long_n, args.repeat)
     if args.rounds > 0:
         sides = (

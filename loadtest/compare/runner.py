@@ -53,6 +53,7 @@ from loadtest.compare.servers import (
     long_seconds_on,
     nearest_scrape,
     parse_targets,
+    python_image,
     scrape,
     server_info,
     server_latency_ms,
@@ -90,6 +91,7 @@ class Plan:
     long_n: int
     short_users: int
     rate: float
+    image: str | None = None  # --python: the servers run in this image
 
 
 def run_engine(target: Target, scenario: str, duration: float, plan: Plan) -> dict[str, Any]:
@@ -158,8 +160,6 @@ def runs_of(target: Target, scenario: str, repeat: int, plan: Plan) -> list[dict
     duration = figures["duration_s"]
     requests = figures["requests"]
     cpu = delta(before, after, CPU_METRIC)
-    gil_waited = delta(before, after, GIL_WAIT_METRIC)
-    gil_probed = delta(before, after, GIL_PROBE_METRIC)
     base: dict[str, Any] = {
         "variant": target.variant,
         "scenario": scenario,
@@ -174,9 +174,7 @@ def runs_of(target: Target, scenario: str, repeat: int, plan: Plan) -> list[dict
         ),
         **server_cpu_figures(cpu, requests, duration),
         "loadgen_cpu_percent": figures["loadgen_cpu_percent"],
-        "gil_wait_share": (
-            round(gil_waited / gil_probed, 4) if gil_waited is not None and gil_probed else None
-        ),
+        "gil_wait_share": gil_wait_share(before, after),
         "asked_rps": figures["asked_rps"],
         "achieved_rps": figures["achieved_rps"],
         # The engine child was reaped inside the window: own_cpu counts it.
@@ -196,6 +194,13 @@ def runs_of(target: Target, scenario: str, repeat: int, plan: Plan) -> list[dict
     return [base]
 
 
+def gil_wait_share(before: dict[Any, float], after: dict[Any, float]) -> float | None:
+    """The GIL probe's waiting over its running between two scrapes (None: no probe)."""
+    waited = delta(before, after, GIL_WAIT_METRIC)
+    probed = delta(before, after, GIL_PROBE_METRIC)
+    return round(waited / probed, 4) if waited is not None and probed else None
+
+
 def stage_runs(
     base: dict[str, Any], figures: dict[str, Any], scrapes: Sequence[Scrape], long_n: int
 ) -> list[dict[str, Any]]:
@@ -208,13 +213,13 @@ def stage_runs(
     origin = figures.get("monotonic_start")
     runs = []
     for stage in figures.get("stages", []):
-        cpu, server_latency = None, None
+        cpu, server_latency, gil = None, None, None
         if origin is not None:
             start, stop = (origin + t for t in stage["window"])
             cpu = cpu_between(scrapes, start, stop)
-            server_latency = server_latency_ms(
-                nearest_scrape(scrapes, start), nearest_scrape(scrapes, stop), long_n
-            )
+            first, last = nearest_scrape(scrapes, start), nearest_scrape(scrapes, stop)
+            server_latency = server_latency_ms(first, last, long_n)
+            gil = gil_wait_share(first, last)
         duration, requests = stage["duration_s"], stage["requests"]
         run = {
             key: value
@@ -233,6 +238,7 @@ def stage_runs(
                 "latency_requests": stage["latency_requests"],
                 "seconds_per_request": stage["seconds_per_request"],
                 "server_latency_ms": server_latency,
+                "gil_wait_share": gil,
                 **server_cpu_figures(cpu, requests, duration),
                 "loadgen_cpu_seconds_per_request": loadgen_per_request(
                     base["loadgen_cpu_percent"], requests, duration
@@ -335,7 +341,7 @@ def compare(plan: Plan, targets: dict[str, Target] | None, target_kind: str) -> 
         context = (
             contextlib.nullcontext(targets[variant])
             if targets is not None
-            else local_variant(variant)
+            else local_variant(variant, image=plan.image)
         )
         with context as target:
             wait_until_answering(target)
@@ -445,6 +451,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--target", action="append", default=[], metavar="VARIANT=HOST:PORT",
         help="a running variant (repeatable); its metrics on HOST:--metrics-port",
     )  # fmt: skip
+    where.add_argument(
+        "--python", metavar="VERSION",
+        help="run the servers on CPython VERSION, in the variants image built for it (Docker)",
+    )  # fmt: skip
     parser.add_argument("--metrics-port", type=int, default=SERVER_METRICS_PORT)
     args = parser.parse_args(argv)
     try:
@@ -467,6 +477,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 variants = [v for v in variants if v in targets]
             elif missing:
                 raise CompareError(f"no --target for {', '.join(missing)}")
+        image = python_image(args.python) if args.python else None
+        if image is not None:
+            target_kind = f"python {args.python}"
         busy = machine.busy_now()
         if busy.busy:
             print(busy.warning(), file=sys.stderr, flush=True)
@@ -477,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             long_seconds = timed_fib(long_n)
         plan = Plan(
             variants, scenarios, args.duration, args.repeat, args.warmup,
-            args.short_n, long_n, args.short_users, args.rate,
+            args.short_n, long_n, args.short_users, args.rate, image,
         )  # fmt: skip
         out = args.out or Path("results") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         print(

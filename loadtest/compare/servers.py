@@ -21,6 +21,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -52,35 +53,65 @@ class Target:
 NEWER_PYTHON_IMAGE = "fiblab-services-py3.14:latest"
 
 
-def local_command(variant: str, extra_args: Sequence[str]) -> tuple[list[str], str | None]:
-    """`python -m services <variant>` on free ports of 127.0.0.1; for a variant
-    that needs a newer Python than this one, the same in its image (`docker
-    run --network host`: the same ports, no proxy between). Returns the
-    command and the container's name (None: a plain process)."""
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def python_image(version: str) -> str:
+    """The variants image on CPython `version`, built from this checkout
+    (services/Dockerfile's PYTHON_VERSION); its tag."""
+    if not re.fullmatch(r"3\.\d+", version):
+        raise CompareError(f"--python {version!r}: expected a CPython version such as 3.14")
+    tag = f"fiblab-services:py{version}"
+    print(f"building {tag} (services/Dockerfile on python:{version}-slim)", file=sys.stderr)
+    try:
+        built = subprocess.run(
+            ["docker", "build", "--quiet", "--build-arg", f"PYTHON_VERSION={version}",
+             "-f", "services/Dockerfile", "-t", tag, "."],
+            cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False,
+        )  # fmt: skip
+    except FileNotFoundError:
+        raise CompareError("--python needs Docker: no docker client on PATH") from None
+    if built.returncode:
+        raise CompareError(f"--python {version}: building {tag} failed: {built.stderr[-800:]}")
+    return tag
+
+
+def local_command(
+    variant: str, extra_args: Sequence[str], image: str | None = None
+) -> tuple[list[str], str | None]:
+    """`python -m services <variant>` on free ports of 127.0.0.1: here, or in
+    `image`, or, for a variant that needs a newer Python than this one, in
+    its compose image. A container runs with `--network host`: the same
+    ports, no proxy between. Returns the command and the container's name
+    (None: a plain process)."""
     flags = [variant, "--port", "0", "--metrics-port", "0", *extra_args]
     needed = PYTHON_NEEDED.get(variant)
-    if needed is None or sys.version_info >= needed:
+    if image is None and (needed is None or sys.version_info >= needed):
         return [sys.executable, "-m", "services", *flags], None
-    found = subprocess.run(
-        ["docker", "image", "inspect", NEWER_PYTHON_IMAGE], capture_output=True, check=False
-    )
-    if found.returncode:
-        raise CompareError(
-            f"{variant} needs Python {needed[0]}.{needed[1]} (this is "
-            f"{sys.version.split()[0]}) and its image {NEWER_PYTHON_IMAGE} is not built: "
-            f"`docker compose build {variant}` builds it"
+    if image is None:
+        image = NEWER_PYTHON_IMAGE
+        found = subprocess.run(
+            ["docker", "image", "inspect", image], capture_output=True, check=False
         )
+        if found.returncode:
+            raise CompareError(
+                f"{variant} needs Python {needed[0]}.{needed[1]} (this is "  # type: ignore[index]
+                f"{sys.version.split()[0]}) and its image {image} is not built: "
+                f"`docker compose build {variant}` builds it"
+            )
     name = f"fiblab-compare-{os.getpid()}-{variant}"
     return [
         "docker", "run", "--rm", "--name", name, "--network", "host",
-        "--env", "FIB_HOST=127.0.0.1", NEWER_PYTHON_IMAGE, *flags,
+        "--env", "FIB_HOST=127.0.0.1", image, *flags,
     ], name  # fmt: skip
 
 
 @contextlib.contextmanager
-def local_variant(variant: str, extra_args: Sequence[str] = ()) -> Iterator[Target]:
+def local_variant(
+    variant: str, extra_args: Sequence[str] = (), image: str | None = None
+) -> Iterator[Target]:
     """A variant on free ports of 127.0.0.1, in its own process group."""
-    command, container = local_command(variant, extra_args)
+    command, container = local_command(variant, extra_args, image)
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from loadtest.compare.report.plots import plot_convoy, plot_cpu, plot_latency, plot_rps
+from loadtest.compare.report.plots import plot_convoy, plot_cpu, plot_gil, plot_latency, plot_rps
 from loadtest.compare.report.tables import render_markdown
 from loadtest.compare.summary import (
     Summary,
@@ -46,6 +46,8 @@ def write_report(summary: Mapping[str, object] | Summary, out_dir: Path) -> list
         plots.extend(plot for plot in optional if plot is not None)
         cores = float(checked["environment"]["cores"])
         plots.append(plot_cpu(groups, variants, cores, out_dir / "cpu.png"))
+        if (gil := plot_gil(groups, variants, out_dir / "gil.png")) is not None:
+            plots.append(gil)
     markdown = out_dir / "summary.md"
     markdown.write_text(render_markdown(checked, groups, verdicts(checked), plots), "utf-8")
     return [markdown, *plots]

@@ -17,7 +17,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from loadtest.compare.report.tables import LATENCY_COLUMNS, LOADGEN_MARK
 from loadtest.compare.summary import (
@@ -321,6 +321,27 @@ def plot_cpu(groups: Sequence[RunGroup], variants: Sequence[str], cores: float, 
     ax.set_ylim(0, max(cores * 1.15, ax.get_ylim()[1]))
     ax.set_title("Server CPU used by variant and scenario (pool workers included)")
     ax.set_ylabel("CPU cores (CPU-seconds per second)")
+    legend_with_marks(ax, series)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def plot_gil(groups: Sequence[RunGroup], variants: Sequence[str], path: Path) -> Path | None:
+    """The GIL probe's wait share per variant and scenario (None: no variant has a probe)."""
+    # Short and convoy runs: each a run of its own (a long run's stages share one).
+    runs = [group for group in groups if group.scenario != "long"]
+    if all(group.stat("gil_wait_share") is None for group in runs):
+        return None
+    series = bar_series(runs, variants, lambda group: group.stat("gil_wait_share"))
+    figure = Figure(figsize=(max(8.0, 1.3 * len(variants) + 3), 5.5), layout="constrained")
+    ax = figure.subplots()
+    grouped_bars(ax, variants, series, log=False)  # a share: 0 .. 1
+    ax.set_ylim(0, 1)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_title(
+        "Waiting for the GIL: share of the time a thread that asks for it waits (whole run)"
+    )
+    ax.set_ylabel("GIL wait share (the server's GIL probe)")
     legend_with_marks(ax, series)
     figure.savefig(path, dpi=110)
     return path

@@ -365,3 +365,26 @@ def test_whole_seconds_keeps_the_points_that_cover_a_whole_second() -> None:
     ]
     assert [p["t"] for p in whole_seconds(points, 6.05)] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     assert [p["t"] for p in whole_seconds(points, 7.0)] == [float(t) for t in range(7)]
+
+
+def test_a_run_with_the_gil_probe_gets_a_gil_plot_and_column(tmp_path: Path) -> None:
+    runs = plausible_runs(("threads", "threads-procpool"), repeats=1)
+    for run in runs:
+        if run["scenario"] != "long":
+            run["gil_wait_share"] = 0.4 if run["variant"] == "threads" else 0.03
+    written = write_report(a_summary(runs), tmp_path)
+    assert [path.name for path in written][-1] == "gil.png"
+    with Image.open(tmp_path / "gil.png") as image:
+        assert image.width > 800
+    markdown = written[0].read_text("utf-8")
+    convoy = markdown.split("## Convoy", 1)[1]
+    assert "GIL wait (run)" in convoy
+    rows = {line.split(" | ")[0].strip("| "): line for line in convoy.splitlines() if "|" in line}
+    assert rows["threads"].endswith("| 40% |"), rows["threads"]
+    assert rows["threads-procpool"].endswith("| 3% |"), rows["threads-procpool"]
+
+
+def test_a_run_without_the_gil_probe_draws_no_gil_plot(tmp_path: Path) -> None:
+    written = write_report(a_summary(plausible_runs(("threads",), repeats=1)), tmp_path)
+    assert "gil.png" not in [path.name for path in written]
+    assert not (tmp_path / "gil.png").exists()
