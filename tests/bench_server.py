@@ -41,7 +41,7 @@ from loadtest.compare.servers import CompareError
 from loadtest.talk.perf1 import positive
 from services import VARIANTS
 from services.core.fib import fib
-from tests.conftest import Server, group_cpu_seconds, start_server
+from tests.conftest import Server, group_cpu_seconds, group_members, start_server
 
 WARM_UP = 0.5
 OVERHEAD_GOAL = 0.97
@@ -140,6 +140,15 @@ def schedstat_cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
+def group_schedstat_seconds(pid: int) -> float:
+    """CPU of a server's whole process group (a pre-fork server's workers too)."""
+    total = 0.0
+    for member in group_members(pid):
+        with contextlib.suppress(OSError):  # it ended meanwhile
+            total += schedstat_cpu_seconds(member)
+    return total
+
+
 def bench_metrics_overhead(rounds: int, requests: int, pairs: int, control: bool = False) -> float:
     """Print each round and the summary; returns the median ratio of rates.
 
@@ -156,23 +165,27 @@ def bench_metrics_overhead(rounds: int, requests: int, pairs: int, control: bool
 
 
 def bench_side_by_side(
-    variant: str,
+    variant: str | dict[bool, str],
     flags: dict[bool, list[str]],
     label: dict[bool, str],
     rounds: int,
     requests: int,
     pairs: int,
     goal: str,
+    started: list[Server] | None = None,
 ) -> float:
-    """`pairs` servers of each kind (flags[True], flags[False]) side by side,
-    fib(1) interleaved over all of them; the median ratio of kind True's rate
-    to kind False's."""
+    """`pairs` servers of each kind (flags[True], flags[False]; a variant per
+    kind, or one for both) side by side, fib(1) interleaved over all of them;
+    the median ratio of kind True's rate to kind False's."""
+    variants = variant if isinstance(variant, dict) else {True: variant, False: variant}
     shuffle = random.Random(2015).shuffle
     servers: list[tuple[bool, Server]] = []
     try:
         for pair in range(pairs):
             kinds = (True, False) if pair % 2 == 0 else (False, True)  # neither always first
-            servers.extend((kind, start_server(variant, *flags[kind])) for kind in kinds)
+            servers.extend((kind, start_server(variants[kind], *flags[kind])) for kind in kinds)
+            if started is not None:  # for a scraper running meanwhile
+                started.extend(server for _kind, server in servers[-2:])
         with contextlib.ExitStack() as stack:
             order = [
                 (instrumented, server, stack.enter_context(server.connect()))
@@ -187,17 +200,18 @@ def bench_side_by_side(
             for round_number in range(rounds):
                 seconds = {True: 0.0, False: 0.0}
                 cpu_before = {
-                    server.pid: schedstat_cpu_seconds(server.pid) for _i, server, _s in order
+                    server.pid: group_schedstat_seconds(server.pid) for _i, server, _s in order
                 }
                 for _ in range(requests):
                     shuffle(order)
                     for instrumented, _server, sock in order:
                         start = time.perf_counter()
-                        ask(variant, sock, b"1\n", b"1\n")
+                        ask(variants[instrumented], sock, b"1\n", b"1\n")
                         seconds[instrumented] += time.perf_counter() - start
                 used = {True: 0.0, False: 0.0}
                 for instrumented, server, _sock in order:
-                    used[instrumented] += schedstat_cpu_seconds(server.pid) - cpu_before[server.pid]
+                    spent = group_schedstat_seconds(server.pid) - cpu_before[server.pid]
+                    used[instrumented] += spent
                 per_kind = requests * pairs
                 ratios.append(seconds[False] / seconds[True])
                 cpu[True] += used[True]
@@ -276,6 +290,34 @@ def bench_gil_probe(variants: Sequence[str], rounds: int, requests: int, pairs: 
         )
 
 
+def bench_prefork(rounds: int, requests: int, pairs: int) -> None:
+    """prefork's requests against threads' (the model each of its workers
+    runs): what serving from worker processes and merging their /metrics at
+    each scrape costs per request. A scraper reads every server's /metrics
+    once a second, as Prometheus does."""
+    stop = threading.Event()
+    scraped: list[Server] = []
+
+    def scrape_every_second() -> None:
+        while not stop.wait(1.0):
+            for server in scraped.copy():
+                with contextlib.suppress(OSError, ValueError):
+                    server.metrics_text()
+
+    scraper = threading.Thread(target=scrape_every_second, daemon=True)
+    scraper.start()
+    try:
+        bench_side_by_side(
+            {True: "prefork", False: "threads"},
+            {True: ["--pool-workers", "2"], False: []},
+            {True: "prefork", False: "threads"},
+            rounds, requests, pairs, "no goal: a cost", started=scraped,
+        )  # fmt: skip
+    finally:
+        stop.set()
+        scraper.join(5)
+
+
 def variant_list(text: str) -> list[str]:
     try:
         return comma_list(text, VARIANTS, "variant")
@@ -309,6 +351,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="servers of each kind, side by side [4]",
     )  # fmt: skip
     parser.add_argument(
+        "--prefork", action="store_true",
+        help="instead: prefork's fib(1) rate against threads', side by side, scraped every second",
+    )  # fmt: skip
+    parser.add_argument(
         "--gil-probe", action="store_true",
         help="instead: what the GIL probe costs on threads and coro (fib(1) and the convoy)",
     )  # fmt: skip
@@ -328,6 +374,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"of warm-up; fib({args.long_n}): mean of {args.repeat}.\n",
         flush=True,
     )
+    if args.prefork:
+        print(
+            f"### prefork (2 workers) against threads: {args.pairs} servers each, "
+            f"{args.rounds} rounds of {args.round_requests} interleaved fib(1) requests per "
+            "server, every /metrics read once a second\n",
+            flush=True,
+        )
+        bench_prefork(args.rounds, args.round_requests, args.pairs)
+        print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+        return
     if args.gil_probe:
         print(
             f"### Cost of the GIL probe: `--gil-probe off` against on, {args.rounds} rounds "

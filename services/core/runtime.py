@@ -158,11 +158,14 @@ class Lab:
         return admitted
 
     def _release(self, connection: Connection) -> None:
+        """Its socket is closed: its slot is free, and /metrics says so at the
+        same moment (a client that saw the gauge at 0 finds every slot free)."""
         with self._lock:
             if self._open.get(connection.sock) is connection:
                 del self._open[connection.sock]
             if not self._open:
                 self._idle.notify_all()
+        self.metrics.connection_closed(connection.tally)
 
     def _close(self, connection: Connection) -> None:
         """Hand the socket to the lingerer; the slot is free once it is closed."""
@@ -438,8 +441,7 @@ class Connection:
                 log.error("connection failed", exc_info=error)
         finally:
             self.protocol.closed = True
-            self.metrics.connection_closed(self.tally)
-            self.lab._close(self)
+            self.lab._close(self)  # counted as open (metrics too) until its socket is closed
         return isinstance(error, Exception)
 
     def _send_final(self, error: ErrorCode, text: str) -> None:
