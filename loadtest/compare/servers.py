@@ -85,17 +85,17 @@ def local_command(
     ports, no proxy between. Returns the command and the container's name
     (None: a plain process)."""
     flags = [variant, "--port", "0", "--metrics-port", "0", *extra_args]
-    needed = PYTHON_NEEDED.get(variant)
-    if image is None and (needed is None or sys.version_info >= needed):
-        return [sys.executable, "-m", "services", *flags], None
     if image is None:
+        needed = PYTHON_NEEDED.get(variant)
+        if needed is None or sys.version_info >= needed:
+            return [sys.executable, "-m", "services", *flags], None
         image = NEWER_PYTHON_IMAGE
         found = subprocess.run(
             ["docker", "image", "inspect", image], capture_output=True, check=False
         )
         if found.returncode:
             raise CompareError(
-                f"{variant} needs Python {needed[0]}.{needed[1]} (this is "  # type: ignore[index]
+                f"{variant} needs Python {needed[0]}.{needed[1]} (this is "
                 f"{sys.version.split()[0]}) and its image {image} is not built: "
                 f"`docker compose build {variant}` builds it"
             )

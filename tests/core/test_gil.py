@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import subprocess
@@ -29,6 +28,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.core.gil import GilProbe, gil_probe_available
+from tests.bench_gil import hash_without_gil, spin
 
 LOW = 0.1  # idle and GIL-free work: ~0.003 seen
 HIGH = 0.4  # a spinning thread: ~0.78 seen
@@ -62,26 +62,13 @@ def wait_share_during(probe: GilProbe, work: threading.Thread | None, seconds: f
     return (wait_after - wait_before) / probed
 
 
-def spin_python(seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        pass
-
-
-def hash_without_gil(seconds: float) -> None:
-    data = b"x" * (1 << 24)  # hashlib releases the GIL for inputs over 2 KiB
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        hashlib.sha256(data).digest()
-
-
 def test_idle_process_reads_low(probe: GilProbe):
     share = wait_share_during(probe, None, 2.0)
     assert share < LOW, f"idle wait share {share:.3f}"
 
 
 def test_thread_spinning_pure_python_reads_high(probe: GilProbe):
-    share = wait_share_during(probe, threading.Thread(target=spin_python, args=(1.5,)), 1.5)
+    share = wait_share_during(probe, threading.Thread(target=spin, args=(1.5,)), 1.5)
     assert share > HIGH, f"wait share {share:.3f} with a thread holding the GIL"
 
 
@@ -126,7 +113,7 @@ def test_counters_never_decrease_across_collects(probe: GilProbe):
     thread spins: neither counter ever goes back."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(probe)
-    spinner = threading.Thread(target=spin_python, args=(1.0,))
+    spinner = threading.Thread(target=spin, args=(1.0,))
     readings = []
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
@@ -170,8 +157,8 @@ def test_forked_child_runs_a_probe_of_its_own(probe: GilProbe):
         try:
             at_fork = probe.totals()
             time.sleep(0.6)
-            spin = threading.Thread(target=spin_python, args=(1.0,))
-            share = wait_share_during(probe, spin, 1.0)
+            spinning = threading.Thread(target=spin, args=(1.0,))
+            share = wait_share_during(probe, spinning, 1.0)
             report = f"{probe.running} {at_fork[1]:.3f} {share:.3f}"
         except BaseException as error:
             report = f"error {error!r}"
