@@ -7,8 +7,9 @@ VARIANT ?= threads
 # More arguments of `python -m loadtest.compare`: ARGS="--variants coro --scenarios convoy"
 ARGS ?=
 
-.PHONY: help venv browser lint test test-fast bench-server bench-gil bench-hostile bench-loadgen bench-instructions serve dashboards \
-	up up-no-grafana down logs compare compare-modern compare-versions compare-quick compare-docker report clean
+.PHONY: help venv browser redis lint test test-fast bench-server bench-gil bench-hostile bench-loadgen bench-instructions serve dashboards \
+	up up-no-grafana down logs compare compare-modern compare-versions compare-quick compare-docker report \
+	compare-baseline capacity capacity-sweep capacity-rates clean
 
 help:
 	@echo "make test          lint (ruff, mypy) and every test; creates $(VENV) on first use"
@@ -21,6 +22,11 @@ help:
 	@echo "make compare-docker  the same comparison inside the compose network"
 	@echo "    compare, compare-quick, compare-docker take ARGS, e.g. ARGS=\"--variants coro --scenarios convoy\""
 	@echo "make report DIR=results/<time>   redraw a report from its summary.json"
+	@echo "make compare-baseline OLD=results/<a> NEW=results/<b>   every figure of NEW beside OLD's: baseline.md"
+	@echo "make capacity      the talk's variants: concurrency sweep, rate curves, Redis anchor (~15 min)"
+	@echo "make capacity-sweep  the sweep and the Redis anchor only (~6 min)"
+	@echo "make capacity-rates FROM=results/capacity-<time>   rate curves at that sweep's capacities (~9 min)"
+	@echo "    pin with FIB_SERVER_CPUS=1 FIB_LOADGEN_CPUS=0 (compare and capacity, local and compose)"
 	@echo "make bench-loadgen req/s of the raw perf2 loop vs one Locust user"
 	@echo "make bench-instructions  instrumentation cost in instructions (valgrind)"
 	@echo "make test-fast     the tests not marked slow"
@@ -57,7 +63,24 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint browser
+# The capacity run's anchor (loadtest/capacity/anchor.py) runs Debian's
+# redis-server and redis-benchmark; install them when we may (root). The
+# anchor starts its own server on a free port: Debian's service is stopped
+# and disabled (a container without systemd would start it at install).
+REDIS_PROGRAMS := $(and $(shell command -v redis-server 2>/dev/null),$(shell command -v redis-benchmark 2>/dev/null))
+redis:
+ifeq ($(REDIS_PROGRAMS),)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's redis-server and redis-tools for the capacity anchor"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null && \
+		{ if [ -d /run/systemd/system ]; then systemctl disable --now redis-server; \
+		  else invoke-rc.d redis-server stop; update-rc.d redis-server disable; fi >/dev/null 2>&1 || true; }; \
+	else \
+		echo "WARNING: no redis-server or redis-benchmark and not root: no Redis anchor (its tests skip, or fail in CI)"; \
+	fi
+endif
+
+test: lint browser redis
 	$(BIN)/pytest
 
 test-fast: $(STAMP)
@@ -130,6 +153,23 @@ compare-docker:
 	mkdir -p results
 	docker compose build
 	docker compose --profile compare run --rm --user "$$(id -u):$$(id -g)" compare $(ARGS)
+
+# A run against an earlier one: OLD and NEW are results/<time> folders.
+compare-baseline: $(STAMP)
+	@test -n "$(OLD)" -a -n "$(NEW)" || (echo "usage: make compare-baseline OLD=results/<a> NEW=results/<b>"; exit 2)
+	$(BIN)/python -m loadtest.compare.report --baseline $(OLD)/summary.json $(NEW)/summary.json
+
+# Capacity and latency curves (docs/design.md §6.4): results/capacity-<time>/.
+capacity: $(STAMP) redis
+	$(BIN)/python -m loadtest.capacity --variants talk $(ARGS)
+
+capacity-sweep: $(STAMP) redis
+	$(BIN)/python -m loadtest.capacity --variants talk --parts sweep,anchor $(ARGS)
+
+capacity-rates: $(STAMP)
+	@test -n "$(FROM)" || (echo "usage: make capacity-rates FROM=results/capacity-<time>"; exit 2)
+	$(BIN)/python -m loadtest.capacity --variants talk --parts rates \
+		--capacity-from $(FROM)/summary.json $(ARGS)
 
 report: $(STAMP)
 	@test -n "$(DIR)" || (echo "usage: make report DIR=results/<time>"; exit 2)

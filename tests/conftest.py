@@ -26,6 +26,7 @@ from typing import NoReturn
 import pytest
 import requests
 
+from loadtest.compare.machine import processes
 from services import PYTHON_NEEDED, VARIANTS
 from services.core.fib import fib
 
@@ -214,19 +215,8 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 
 def group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        state, process_group = fields[0], int(fields[2])
-        if process_group == pgid and state != "Z":
-            members.append(int(entry.name))
-    return members
+    """The live (not zombie) processes of process group `pgid`."""
+    return [pid for pid, stat in processes().items() if stat.group == pgid and stat.state != "Z"]
 
 
 def kill_group(pgid: int) -> None:
@@ -385,7 +375,11 @@ def cpu_ticks(pid: int) -> int:
 
 def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU of the live members of a process group, from /proc."""
-    return sum(map(cpu_ticks, group_members(pgid))) / os.sysconf("SC_CLK_TCK")
+    return sum(
+        stat.cpu_seconds
+        for stat in processes().values()
+        if stat.group == pgid and stat.state != "Z"
+    )
 
 
 def cmdline(pid: int) -> str:

@@ -20,7 +20,10 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from loadtest.compare import runner
+from loadtest.capacity import points
+from loadtest.capacity import runner as capacity_runner
+from loadtest.compare import machine, runner
+from loadtest.compare.servers import Target
 from loadtest.compare.summary import Environment, LatencyMs, Run, TimelinePoint
 from loadtest.compare.verdicts import CHECKS, RULES
 from loadtest.swarm.exporter import LatencyTable
@@ -271,3 +274,33 @@ def test_the_published_ports() -> None:
     assert set(published) == set(documented.values()), "§7 and docker-compose.yml's ports"
     for variant in VARIANTS:
         assert published[documented[variant]] == variant
+
+
+def test_every_capacity_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        capacity_runner.main(["--help"])
+    listed = re.findall(r"^ {2}(?:-\w, )?(--[a-z][a-z-]*)", capsys.readouterr().out, re.MULTILINE)
+    documented = set()
+    for row in table(6, "capacity option"):
+        documented |= set(backticked(row[0]))
+    assert set(listed) - {"--help"} == documented
+
+
+def test_every_capacity_summary_field_is_described() -> None:
+    # what points.figures and the runner's environment() really write
+    snapshot = machine.Snapshot(at=0.0, cpu=None, own_cpu=0.0, load=None)
+    first = points.End(0.0, {}, {}, {1: 0.0}, snapshot)
+    last = points.End(2.0, {}, {}, {1: 0.5}, snapshot)
+    long_client = points.LongClient(Target("threads", "127.0.0.1", 1, None), 30)
+    point = points.figures(
+        first, last, kind="rates-convoy", variant="threads", connections=4, rate=100.0,
+        short_n=1, long_client=long_client,
+    )  # fmt: skip
+    plan = capacity_runner.CapacityPlan(
+        variants=["threads"], parts=["sweep"], connections=[1], rate_shares=[1.0],
+        processes=1, warmup=1.0, seconds=1.0, rate_seconds=1.0, rate_warmup=0.5, long_n=30,
+    )  # fmt: skip
+    written = {*point, "rate_share", *capacity_runner.environment(plan, machine.NOT_SAMPLED)}
+    text = section(6)
+    missing = sorted(name for name in written if f"`{name}`" not in text)
+    assert not missing, f"capacity summary fields §6.4 does not describe: {missing}"

@@ -24,7 +24,7 @@ import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 PROC_STAT = Path("/proc/stat")
 # /proc/stat counts in USER_HZ ticks
@@ -186,3 +186,101 @@ def busy_now(seconds: float = BUSY_SAMPLE_SECONDS) -> Busy:
     after = snapshot()
     figures = foreign_cpu(before, after, 0.0)
     return Busy(figures["foreign_cpu_cores"], after.load)
+
+
+class CpuListError(ValueError):
+    """A CPU list (--server-cpus, FIB_SERVER_CPUS ...) that cannot be used here."""
+
+
+def parse_cpus(text: str, option: str, *, here: bool = True) -> set[int] | None:
+    """A CPU list as taskset and Docker's cpuset write it ("1", "0,2", "0-1"); None when empty.
+
+    here: every CPU must be one this process may run on (pinning to a CPU
+    that is not there would fail later, in a child, with a less clear
+    message); False for CPUs of another container.
+    """
+    if not text.strip():
+        return None
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        if not (first.isdigit() and (not dash or last.isdigit())):
+            raise CpuListError(f"{option} {text!r}: {part!r} is not a CPU number or range (0-1)")
+        low, high = int(first), int(last) if dash else int(first)
+        if high < low:
+            raise CpuListError(f"{option} {text!r}: the range {part!r} runs backwards")
+        cpus.update(range(low, high + 1))
+    available = os.sched_getaffinity(0)
+    if here and (missing := sorted(cpus - available)):
+        raise CpuListError(
+            f"{option} {text!r}: no CPU {', '.join(map(str, missing))} here "
+            f"(this machine runs on {format_cpus(available)})"
+        )
+    return cpus
+
+
+def format_cpus(cpus: set[int]) -> str:
+    """The CPUs as a comma list, the form taskset and Docker's --cpuset-cpus take."""
+    return ",".join(str(cpu) for cpu in sorted(cpus))
+
+
+def add_pinning_options(parser: Any) -> None:
+    """--server-cpus and --loadgen-cpus on an argparse parser, defaults from the environment."""
+    parser.add_argument(
+        "--server-cpus", default=os.environ.get("FIB_SERVER_CPUS", ""), metavar="CPUS",
+        help="pin the servers to these CPUs, e.g. 1 or 2-3 (default: $FIB_SERVER_CPUS; none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--loadgen-cpus", default=os.environ.get("FIB_LOADGEN_CPUS", ""), metavar="CPUS",
+        help="pin the load generator to these CPUs (default: $FIB_LOADGEN_CPUS; none)",
+    )  # fmt: skip
+
+
+def pinning_record(server: set[int] | None, loadgen: set[int] | None) -> dict[str, Any] | None:
+    """What summary.json's environment says of pinning; None: nothing was pinned."""
+    if not server and not loadgen:
+        return None
+    return {
+        "server_cpus": sorted(server) if server else None,
+        "loadgen_cpus": sorted(loadgen) if loadgen else None,
+    }
+
+
+@dataclass(frozen=True)
+class ProcessStat:
+    """One process as /proc/PID/stat shows it (proc(5))."""
+
+    name: str  # the command name, as in parentheses there
+    state: str  # R, S, D, Z ...
+    parent: int
+    group: int  # process group
+    cpu_seconds: float  # user + system, every thread
+
+
+def parse_process_stat(text: str) -> ProcessStat:
+    # the name may hold spaces and parentheses: the fields start after the last ")"
+    fields = text[text.rindex(")") + 2 :].split()
+    return ProcessStat(
+        name=text[text.index("(") + 1 : text.rindex(")")],
+        state=fields[0],
+        parent=int(fields[1]),
+        group=int(fields[2]),
+        cpu_seconds=(int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
+    )
+
+
+def process_stat(pid: int) -> ProcessStat | None:
+    """The process now; None once it is gone (or without /proc)."""
+    try:
+        return parse_process_stat(Path(f"/proc/{pid}/stat").read_text())
+    except OSError:
+        return None
+
+
+def processes() -> dict[int, ProcessStat]:
+    """Every process alive now, by pid."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := process_stat(int(entry.name))) is not None:
+            found[int(entry.name)] = stat
+    return found

@@ -92,6 +92,8 @@ class Plan:
     short_users: int
     rate: float
     image: str | None = None  # --python: the servers run in this image
+    server_cpus: set[int] | None = None  # --server-cpus: the servers run on these CPUs only
+    loadgen_cpus: set[int] | None = None  # --loadgen-cpus: the load engine on these
 
 
 def run_engine(target: Target, scenario: str, duration: float, plan: Plan) -> dict[str, Any]:
@@ -103,9 +105,11 @@ def run_engine(target: Target, scenario: str, duration: float, plan: Plan) -> di
         "--long-n", str(plan.long_n), "--short-users", str(plan.short_users),
         "--rate", str(plan.rate),
     ]  # fmt: skip
+    cpus = plan.loadgen_cpus
     result = subprocess.run(
-        command, capture_output=True, text=True, timeout=duration * 3 + 120, check=False
-    )
+        command, capture_output=True, text=True, timeout=duration * 3 + 120, check=False,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+    )  # fmt: skip
     if result.returncode != 0:
         raise CompareError(
             f"the load engine failed on {target.variant}/{scenario}:\n{result.stderr[-2000:]}"
@@ -283,8 +287,13 @@ def choose_long_n(target_seconds: float) -> tuple[int, float]:
 
 
 def environment(
-    plan: Plan, target_kind: str, long_seconds: float, busy: machine.Busy = machine.NOT_SAMPLED
+    plan: Plan,
+    target_kind: str,
+    long_seconds: float,
+    busy: machine.Busy = machine.NOT_SAMPLED,
+    server_cpus: set[int] | None = None,
 ) -> dict[str, Any]:
+    """The run's settings and machine; server_cpus: where the servers ran, if not plan's."""
     gil_check = getattr(sys, "_is_gil_enabled", None)
     return {
         "cores": len(os.sched_getaffinity(0)),
@@ -306,6 +315,7 @@ def environment(
         "busy_cores_at_start": busy.cores,
         "load_average_at_start": busy.load,
         "noisy_threshold_cores": machine.NOISY_FOREIGN_CORES,
+        "pinning": machine.pinning_record(server_cpus or plan.server_cpus, plan.loadgen_cpus),
     }
 
 
@@ -341,7 +351,7 @@ def compare(plan: Plan, targets: dict[str, Target] | None, target_kind: str) -> 
         context = (
             contextlib.nullcontext(targets[variant])
             if targets is not None
-            else local_variant(variant, image=plan.image)
+            else local_variant(variant, image=plan.image, cpus=plan.server_cpus)
         )
         with context as target:
             wait_until_answering(target)
@@ -456,6 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the servers on CPython VERSION, in the variants image built for it (Docker)",
     )  # fmt: skip
     parser.add_argument("--metrics-port", type=int, default=SERVER_METRICS_PORT)
+    machine.add_pinning_options(parser)
     args = parser.parse_args(argv)
     try:
         variants = comma_list(args.variants, VARIANTS, "variant", VARIANT_SETS)
@@ -491,7 +502,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = Plan(
             variants, scenarios, args.duration, args.repeat, args.warmup,
             args.short_n, long_n, args.short_users, args.rate, image,
+            machine.parse_cpus(args.server_cpus, "--server-cpus"),
+            machine.parse_cpus(args.loadgen_cpus, "--loadgen-cpus"),
         )  # fmt: skip
+        if targets is not None and plan.server_cpus:
+            raise CompareError(
+                "--server-cpus pins the servers this runner starts; running ones are pinned "
+                "where they run (compose: FIB_SERVER_CPUS)"
+            )
+        # In compose the variants' cpuset is compose's (docker-compose.yml passes it on).
+        compose_cpus = os.environ.get("FIB_COMPOSE_SERVER_CPUS", "")
+        server_cpus = plan.server_cpus
+        if target_kind == "compose" and compose_cpus:
+            server_cpus = machine.parse_cpus(compose_cpus, "FIB_SERVER_CPUS", here=False)
         out = args.out or Path("results") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         print(
             f"comparing {', '.join(variants)} on {', '.join(scenarios)}: {args.duration:g} s x "
@@ -501,14 +524,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         measured = compare(plan, targets, target_kind)
         summary = {
-            "environment": environment(plan, target_kind, long_seconds, busy)
+            "environment": environment(plan, target_kind, long_seconds, busy, server_cpus)
             | {
                 "servers": measured["servers"],
                 "long_seconds_server": measured["long_seconds_server"],
             },
             "runs": measured["runs"],
         }
-    except CompareError as error:
+    except (CompareError, machine.CpuListError) as error:
         print(f"loadtest.compare: {error}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest.compare.machine import format_cpus
 from loadtest.swarm.client import LineConnection, fib_value
 from loadtest.swarm.targets import CONTAINER_PORT, TargetError, parse_address
 from services import PYTHON_NEEDED, VARIANTS
@@ -77,13 +78,17 @@ def python_image(version: str) -> str:
 
 
 def local_command(
-    variant: str, extra_args: Sequence[str], image: str | None = None
+    variant: str,
+    extra_args: Sequence[str],
+    image: str | None = None,
+    cpus: set[int] | None = None,
 ) -> tuple[list[str], str | None]:
     """`python -m services <variant>` on free ports of 127.0.0.1: here, or in
     `image`, or, for a variant that needs a newer Python than this one, in
     its compose image. A container runs with `--network host`: the same
     ports, no proxy between. Returns the command and the container's name
-    (None: a plain process)."""
+    (None: a plain process). `cpus`: a container gets them as its cpuset (a
+    plain process is pinned by local_variant)."""
     flags = [variant, "--port", "0", "--metrics-port", "0", *extra_args]
     if image is None:
         needed = PYTHON_NEEDED.get(variant)
@@ -102,19 +107,26 @@ def local_command(
     name = f"fiblab-compare-{os.getpid()}-{variant}"
     return [
         "docker", "run", "--rm", "--name", name, "--network", "host",
-        "--env", "FIB_HOST=127.0.0.1", image, *flags,
+        "--env", "FIB_HOST=127.0.0.1",
+        *(["--cpuset-cpus", format_cpus(cpus)] if cpus else []), image, *flags,
     ], name  # fmt: skip
 
 
 @contextlib.contextmanager
 def local_variant(
-    variant: str, extra_args: Sequence[str] = (), image: str | None = None
+    variant: str,
+    extra_args: Sequence[str] = (),
+    image: str | None = None,
+    cpus: set[int] | None = None,
 ) -> Iterator[Target]:
-    """A variant on free ports of 127.0.0.1, in its own process group."""
-    command, container = local_command(variant, extra_args, image)
+    """A variant on free ports of 127.0.0.1, in its own process group; on
+    `cpus` only when given (its pool workers inherit them)."""
+    command, container = local_command(variant, extra_args, image, cpus)
+    pin = cpus if cpus and container is None else None
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, pin)) if pin else None,
     )  # fmt: skip
     assert process.stdout is not None
     output = process.stdout

@@ -10,9 +10,12 @@
 #   locust_users{variant}                         users running now
 #
 # Every request event feeds a LatencyTable. A worker sends what it gathered
-# since its last report to the master inside Locust's own report message
-# (events.report_to_master), and the master adds it to its table
-# (events.worker_report): the master's /metrics is the sum over workers.
+# since its last report to the master every FLUSH_PERIOD in a custom message
+# (MESSAGE_TYPE), and the rest inside Locust's own report message
+# (events.report_to_master, every 3 s and a last one at quit); the master adds
+# each to its table (events.worker_report): the master's /metrics is the sum
+# over workers, at most FLUSH_PERIOD behind them (the capacity sweep reads it
+# over windows of a few seconds: docs/design.md §6.4).
 # The master (or a standalone locust) serves /metrics on its own port from
 # its own CollectorRegistry. The table is a prometheus_client Collector
 # rather than a Histogram because bucket counts must be added up across
@@ -46,6 +49,8 @@ BUCKETS: tuple[float, ...] = (
     120.0,
 )
 REPORT_KEY = "fiblab_latency"  # our part of a worker's report to the master
+MESSAGE_TYPE = "fiblab_latency"  # ... and our own message between reports
+FLUSH_PERIOD = 0.5  # seconds
 DEFAULT_PORT = 9646
 
 log = logging.getLogger("fiblab.exporter")
@@ -210,6 +215,7 @@ def attach(
             data[REPORT_KEY] = table.take_report()
 
         environment.events.report_to_master.add_listener(on_report_to_master)  # type: ignore[no-untyped-call]
+        runner.greenlet.spawn(flush_to_master, runner, table)
         return table
 
     def users() -> tuple[str, int]:
@@ -222,6 +228,11 @@ def attach(
             table.add_report(data.get(REPORT_KEY, []))
 
         environment.events.worker_report.add_listener(on_worker_report)  # type: ignore[no-untyped-call]
+
+        def on_flush(msg: Any, **_: Any) -> None:
+            table.add_report(msg.data)
+
+        runner.register_message(MESSAGE_TYPE, on_flush)
     if port:
         bound = serve(table, host, port)
         log.info("client-side metrics on http://%s:%d/metrics", host, bound)
@@ -231,3 +242,19 @@ def attach(
 
         environment.events.quit.add_listener(on_quit)  # type: ignore[no-untyped-call]
     return table
+
+
+def flush_to_master(runner: Any, table: LatencyTable) -> None:
+    """A worker's loop: what it gathered, to the master every FLUSH_PERIOD."""
+    import gevent
+    from locust.exception import RPCError
+
+    while True:
+        gevent.sleep(FLUSH_PERIOD)
+        if table.series:
+            report = table.take_report()
+            try:
+                runner.send_message(MESSAGE_TYPE, report)
+            except RPCError as error:  # the master is away: kept for the next report
+                table.add_report(report)
+                log.warning("could not send latencies to the master: %s", error)

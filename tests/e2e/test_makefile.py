@@ -36,12 +36,16 @@ def make(*args: str) -> str:
         ("compare", "-m loadtest.compare"),
         ("compare-quick", "-m loadtest.compare"),
         ("compare-docker", "docker compose --profile compare run"),
+        ("capacity", "-m loadtest.capacity"),
+        ("capacity-sweep", "-m loadtest.capacity"),
+        ("capacity-rates FROM=results/capacity-1", "-m loadtest.capacity"),
     ],
-    ids=["compare", "compare-quick", "compare-docker"],
-)
+    ids=["compare", "compare-quick", "compare-docker", "capacity", "capacity-sweep",
+         "capacity-rates"],
+)  # fmt: skip
 def test_comparison_targets_pass_args_on(target: str, command: str) -> None:
     # A recipe line may be continued with a backslash: join them first.
-    recipe = make("-n", target, f"ARGS={ARGS}").replace("\\\n", " ")
+    recipe = make("-n", *target.split(), f"ARGS={ARGS}").replace("\\\n", " ")
     runs = [line for line in recipe.splitlines() if command in line]
     assert len(runs) == 1, recipe
     assert runs[0].rstrip().endswith(f" {ARGS}"), runs[0]

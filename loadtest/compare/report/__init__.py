@@ -8,7 +8,8 @@
 #
 #   python -m loadtest.compare.report results/DIR/summary.json [--out DIR]
 #
-# regenerates the report from a saved summary.
+# regenerates the report from a saved summary; with --baseline OLD/summary.json
+# it compares the run with that earlier one instead (baseline.py).
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from loadtest.compare.report.baseline import one_line, write_baseline
 from loadtest.compare.report.plots import plot_convoy, plot_cpu, plot_gil, plot_latency, plot_rps
 from loadtest.compare.report.tables import render_markdown
 from loadtest.compare.summary import (
@@ -56,16 +58,34 @@ def write_report(summary: Mapping[str, object] | Summary, out_dir: Path) -> list
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m loadtest.compare.report",
-        description="Regenerate a comparison report (summary.md and plots) from summary.json.",
+        description="Regenerate a comparison report (summary.md and plots) from summary.json, "
+        "or, with --baseline, compare it with an earlier run (baseline.md, baseline.json).",
     )
     parser.add_argument("summary", type=Path, help="a summary.json written by loadtest.compare")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="OLD",
+        help="an earlier summary.json: write baseline.md and baseline.json comparing with it",
+    )
     parser.add_argument(
         "--out", type=Path, help="where to write the report (default: the summary's folder)"
     )
     args = parser.parse_args(argv)
+    out_dir = args.out or args.summary.parent
+    if args.baseline is not None:
+        try:
+            comparison, written = write_baseline(args.baseline, args.summary, out_dir)
+        except SummaryError as error:
+            print(f"loadtest.compare.report: {error}", file=sys.stderr)
+            return 2
+        print(one_line(comparison))
+        for path in written:
+            print(f"wrote {path}")
+        return 0
     try:
         summary = load_summary(args.summary)
-        written = write_report(summary, args.out or args.summary.parent)
+        written = write_report(summary, out_dir)
     except SummaryError as error:
         print(f"loadtest.compare.report: {error}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.compare import machine
 from loadtest.compare.machine import (
     CLOCK_TICKS,
     NOISY_FOREIGN_CORES,
@@ -174,3 +175,42 @@ def test_a_real_cpu_hog_is_seen_as_busy(
     assert busy.cores is not None
     assert busy.cores >= 0.7
     assert busy.busy
+
+
+# --- CPU lists for pinning (--server-cpus, --loadgen-cpus, FIB_*_CPUS) ----------------
+
+
+def test_cpu_lists_read_like_taskset_and_dockers_cpuset() -> None:
+    here = os.sched_getaffinity(0)
+    first = min(here)
+    assert machine.parse_cpus("", "--server-cpus") is None
+    assert machine.parse_cpus(f"{first}", "--server-cpus") == {first}
+    assert machine.parse_cpus(",".join(map(str, sorted(here))), "--x") == here
+    low, high = min(here), max(here)
+    assert machine.parse_cpus(f"{low}-{high}", "--x") == set(range(low, high + 1))
+    # another container's CPUs are taken as written
+    assert machine.parse_cpus("0-3,7", "FIB_SERVER_CPUS", here=False) == {0, 1, 2, 3, 7}
+    assert machine.format_cpus({3, 0, 1}) == "0,1,3"
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("a", "'a' is not a CPU number or range"),
+        ("1-", "'1-' is not a CPU number or range"),
+        ("0,,1", "'' is not a CPU number or range"),
+        ("3-1", "the range '3-1' runs backwards"),
+        ("4096", "no CPU 4096 here"),
+    ],
+)
+def test_a_bad_cpu_list_names_the_option_and_the_part(text: str, complaint: str) -> None:
+    with pytest.raises(machine.CpuListError) as raised:
+        machine.parse_cpus(text, "--loadgen-cpus")
+    assert str(raised.value).startswith(f"--loadgen-cpus {text!r}: ")
+    assert complaint in str(raised.value)
+
+
+def test_pinning_is_recorded_only_when_something_is_pinned() -> None:
+    assert machine.pinning_record(None, None) is None
+    assert machine.pinning_record({1}, None) == {"server_cpus": [1], "loadgen_cpus": None}
+    assert machine.pinning_record({1, 0}, {2}) == {"server_cpus": [0, 1], "loadgen_cpus": [2]}

@@ -201,7 +201,11 @@ def test_each_long_stage_of_a_real_run_has_its_own_figures(tmp_path: Path):
     alone = summary["environment"].get("long_seconds_server", {}).get("threads")
     assert alone is not None
     assert (p50[0] / 1000) == pytest.approx(alone, rel=0.35)
-    assert (one.get("cpu_seconds_per_request") or 0.0) == pytest.approx(alone, rel=0.35)
+    # The stage's CPU comes from the scrapes nearest its ends (0.2 s apart) over
+    # ~18 requests of ~0.1 s: a sampler thread late by a few tenths of a second
+    # on a busy 2-core machine moves it by 20-40 % (0.067 vs 0.113 s seen once).
+    # This checks that the split is the stage's and not the whole run's (3x).
+    assert (one.get("cpu_seconds_per_request") or 0.0) == pytest.approx(alone, rel=0.5)
     assert "fib(30) alone takes" in result.stderr
 
     markdown = (out / "summary.md").read_text()
