@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -173,15 +174,12 @@ def measure(
     long_client = LongClient(target, long_n) if long_n is not None else None
     swarm.start(target, connections, rate=rate, short_n=short_n)
     try:
-        if long_client is not None:
-            long_client.__enter__()
-        time.sleep(warmup)
-        first = read_end(target, swarm)
-        time.sleep(seconds)
-        last = read_end(target, swarm)
+        with long_client or contextlib.nullcontext():
+            time.sleep(warmup)
+            first = read_end(target, swarm)
+            time.sleep(seconds)
+            last = read_end(target, swarm)
     finally:
-        if long_client is not None:
-            long_client.__exit__()
         swarm.stop()
     wait_idle(target)
     return figures(
