@@ -7,7 +7,7 @@ VARIANT ?= threads
 # More arguments of `python -m loadtest.compare`: ARGS="--variants coro --scenarios convoy"
 ARGS ?=
 
-.PHONY: help venv browser redis lint test test-fast bench-server bench-gil bench-hostile bench-loadgen bench-instructions serve dashboards \
+.PHONY: help venv browser redis kustomize k8s lint test test-fast bench-server bench-gil bench-hostile bench-loadgen bench-instructions serve dashboards \
 	up up-no-grafana down logs compare compare-modern compare-versions compare-quick compare-docker report \
 	compare-baseline capacity capacity-sweep capacity-rates clean
 
@@ -35,6 +35,7 @@ help:
 	@echo "make bench-gil     the GIL probe's cost: idle CPU, a Python loop, fib(1) req/s and the convoy, on and off"
 	@echo "make bench-hostile reliability of every variant under hostile clients (~10 min)"
 	@echo "make serve VARIANT=threads   run one variant on 127.0.0.1:25000 (metrics :9100)"
+	@echo "make k8s           regenerate deploy/k8s/base/variants.yaml from docker-compose.yml"
 	@echo "make dashboards    regenerate grafana/dashboards/*.json from grafana/dashboards.py"
 
 venv: $(STAMP)
@@ -58,6 +59,23 @@ ifeq ($(CHROMIUM),)
 	fi
 endif
 
+# The manifest tests (tests/test_k8s.py) render deploy/k8s with Debian's
+# kustomize; install it when we may (root). Debian ships it from trixie on;
+# on an older release the script takes trixie's package, checked as apt would.
+kustomize:
+	@if ! command -v kustomize >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian's kustomize for the manifest tests"; \
+			apt-get update -qq && sh deploy/k8s/install-kustomize.sh; \
+		else \
+			echo "WARNING: no kustomize and not root: the manifest tests will skip (or fail in CI)"; \
+		fi; \
+	fi
+
+# deploy/k8s/base/variants.yaml from docker-compose.yml (tests/test_k8s.py checks it)
+k8s: $(STAMP)
+	$(BIN)/python deploy/k8s/variants.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -80,8 +98,8 @@ ifeq ($(REDIS_PROGRAMS),)
 	fi
 endif
 
-test: lint browser redis
-	$(BIN)/pytest
+test: lint browser redis kustomize
+	$(BIN)/pytest --durations=30
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow and not docker"

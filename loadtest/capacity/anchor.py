@@ -195,10 +195,17 @@ def find_programs() -> tuple[str, str]:
     return server, benchmark
 
 
-def redis_version(server: str) -> str:
-    """The version redis-server states (`v=7.0.15`), or its whole first line."""
+def redis_version(server: str, cpus: frozenset[int] | None = None) -> str:
+    """The version redis-server states (`v=7.0.15`), or its whole first line.
+    Pinned like the server: every redis-server the anchor starts obeys the
+    pinning, so what the kernel shows matches what the summary records."""
     stated = subprocess.run(
-        [server, "--version"], capture_output=True, text=True, timeout=10, check=False
+        [server, "--version"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+        preexec_fn=_child_setup(cpus),
     )
     line = (stated.stdout or stated.stderr).strip().splitlines()[:1]
     match = re.search(r"\bv=(\S+)", line[0]) if line else None
@@ -437,7 +444,7 @@ def measure_anchor(
     server_pin = check_cpus("server_cpus", server_cpus)
     client_pin = check_cpus("client_cpus", client_cpus)
     server, benchmark = find_programs()
-    version = redis_version(server)
+    version = redis_version(server, server_pin)
     points = []
     with running_redis(server, server_pin) as redis:
         for count in connections:

@@ -11,6 +11,7 @@
 #   python -m loadtest.compare                          all variants, local processes
 #   python -m loadtest.compare --variants threads,coro --scenarios convoy --repeat 3
 #   python -m loadtest.compare --target-from-compose     the running containers
+#   python -m loadtest.compare --target-from-kubernetes  the Services of deploy/k8s
 #   python -m loadtest.compare --target threads=127.0.0.1:25002
 #
 # Each scenario runs in its own `python -m loadtest.compare.engine` process: Locust
@@ -431,7 +432,8 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise CompareError("; ".join(broken))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The runner's options (docs/design.md §6)."""
     parser = argparse.ArgumentParser(
         prog="python -m loadtest.compare",
         description="Run the same scenarios on every chosen variant; write a report.",
@@ -458,6 +460,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--target-from-compose", action="store_true", help="load the compose services by name"
     )
     where.add_argument(
+        "--target-from-kubernetes", action="store_true",
+        help="load the Services of deploy/k8s by name (from a pod in their namespace)",
+    )  # fmt: skip
+    where.add_argument(
         "--target", action="append", default=[], metavar="VARIANT=HOST:PORT",
         help="a running variant (repeatable); its metrics on HOST:--metrics-port",
     )  # fmt: skip
@@ -467,7 +473,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--metrics-port", type=int, default=SERVER_METRICS_PORT)
     machine.add_pinning_options(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         variants = comma_list(args.variants, VARIANTS, "variant", VARIANT_SETS)
         scenarios = comma_list(args.scenarios, SCENARIOS, "scenario")
@@ -481,6 +491,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         target_kind = "local"
         if args.target_from_compose:
             targets, target_kind = {v: compose_target(v) for v in variants}, "compose"
+        elif args.target_from_kubernetes:
+            # deploy/k8s names each variant's Service like its compose service
+            targets, target_kind = {v: compose_target(v) for v in variants}, "kubernetes"
         elif args.target:
             targets, target_kind = parse_targets(args.target, args.metrics_port), "given"
             missing = [v for v in variants if v not in targets]

@@ -187,7 +187,7 @@ def parse_targets(specs: Sequence[str], metrics_port: int) -> dict[str, Target]:
 
 
 def compose_target(variant: str) -> Target:
-    """The service of that name inside the compose network."""
+    """The service of that name inside the compose network (or deploy/k8s's namespace)."""
     return Target(
         variant, variant, CONTAINER_PORT, f"http://{variant}:{SERVER_METRICS_PORT}/metrics"
     )

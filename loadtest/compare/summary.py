@@ -59,7 +59,7 @@ class Environment(TypedDict):
     long_seconds_single: NotRequired[float]  # fib(long_n) alone, seconds
     duration_s: NotRequired[float]
     repeat: NotRequired[int]
-    target: NotRequired[str]  # "local", "compose", "given" or "python VERSION"
+    target: NotRequired[str]  # "local", "compose", "kubernetes", "given" or "python VERSION"
     # CPU cores other processes used in the second before the first run, and
     # the 1-minute load average then
     busy_cores_at_start: NotRequired[float | None]

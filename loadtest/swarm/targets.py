@@ -6,6 +6,7 @@
 #   local (default)  127.0.0.1:25001.. in table order: the ports that
 #                    docker-compose.yml publishes on the host (docs/design.md §7)
 #   compose          <variant>:25000, the service name inside the compose network
+#   kubernetes       the same: deploy/k8s names each variant's Service like compose
 #   a=h:p,b=h:p      an explicit map, e.g. threads=127.0.0.1:25000,coro=127.0.0.1:25004
 #
 # An explicit address (--fib-address host:port) overrides all of that: tests
@@ -70,7 +71,7 @@ def parse_targets(spec: str) -> dict[str, Address]:
     spec = spec.strip()
     if spec in ("", "local"):
         return {v: ("127.0.0.1", LOCAL_FIRST_PORT + i) for i, v in enumerate(VARIANTS)}
-    if spec == "compose":
+    if spec in ("compose", "kubernetes"):
         return {v: (v, CONTAINER_PORT) for v in VARIANTS}
     targets: dict[str, Address] = {}
     for item in spec.split(","):
@@ -80,7 +81,7 @@ def parse_targets(spec: str) -> dict[str, Address]:
         if not sep:
             raise TargetError(
                 f"{TARGETS_ENV} entry {item!r} is not variant=host:port "
-                "(or use FIB_TARGETS=local or FIB_TARGETS=compose)"
+                "(or use FIB_TARGETS=local, compose or kubernetes)"
             )
         variant = check_variant(variant.strip())
         if variant in targets:

@@ -116,8 +116,8 @@ def add_arguments(parser: Any) -> None:
     group = parser.add_argument_group(
         "fiblab options (loadtest/locustfile.py)",
         "Locust's --host (or the web UI's Host) names the target: tcp://HOST:PORT, or a "
-        "variant (coro or tcp://coro) at its address from FIB_TARGETS (local, compose or "
-        "a map). With no Host, --fib-target (and --fib-address) do.",
+        "variant (coro or tcp://coro) at its address from FIB_TARGETS (local, compose, "
+        "kubernetes or a map). With no Host, --fib-target (and --fib-address) do.",
     )
 
     def option(*flags: str, include_in_web_ui: bool = True, **settings: Any) -> None:
@@ -145,7 +145,7 @@ def add_arguments(parser: Any) -> None:
         env_var="FIB_TARGET",
         include_in_web_ui=False,
         help="variant to load when no --host is given (its address comes from FIB_TARGETS: "
-        "local, compose or a map); --host tcp://HOST:PORT or --host VARIANT wins",
+        "local, compose, kubernetes or a map); --host tcp://HOST:PORT or --host VARIANT wins",
     )
     option(
         "--fib-short-n",

@@ -32,6 +32,8 @@ def test_targets_local_compose_map_and_override():
     assert resolve("coro", targets=MAP) == ("::1", 25004)
     assert resolve("coro", targets=MAP, address="10.0.0.2:7") == ("10.0.0.2", 7)
     assert set(parse_targets("compose")) == set(VARIANTS)
+    # deploy/k8s names each variant's Service like its compose service
+    assert parse_targets("kubernetes") == parse_targets("compose")
 
 
 @pytest.mark.parametrize(
