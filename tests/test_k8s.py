@@ -444,6 +444,10 @@ def test_cluster_gives_variants_guaranteed_cores_and_keeps_workers_away(
     for name, deployment in deployments.items():
         avoids = avoided.items() <= pod_labels(deployment).items()
         assert avoids == (name in VARIANTS), name
+    # the rule holds both ways, so the workers gather rather than block many nodes
+    (gather,) = worker["affinity"]["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    together = gather["podAffinityTerm"]["labelSelector"]["matchLabels"]
+    assert together.items() <= pod_labels(deployments["locust-worker"]).items()
     assert deployments["locust-worker"]["spec"]["replicas"] > 1
 
 
