@@ -21,8 +21,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from loadtest.capacity.loadgen import free_port
 from tests.conftest import ROOT
-from tests.loadtest.conftest import free_port
 
 
 def instructions(extra: Sequence[str], requests: int, workdir: Path) -> int:

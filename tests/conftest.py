@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import itertools
 import os
 import re
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn
 
 import pytest
@@ -429,6 +431,18 @@ def send_without_reading(sock: socket.socket, data: bytes) -> threading.Thread:
     thread = threading.Thread(target=send, daemon=True)
     thread.start()
     return thread
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """A script that is not in a package (grafana/dashboards.py,
+    deploy/k8s/variants.py), imported as module `name`."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None, path
+    assert spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as an import would: dataclasses look modules up
+    spec.loader.exec_module(module)
+    return module
 
 
 def unavailable(what: str, reason: str) -> NoReturn:

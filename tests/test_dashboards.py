@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -28,6 +27,7 @@ from services import VARIANTS
 from services.core.metrics import Metrics
 from services.core.protocol import ErrorCode
 
+from .conftest import load_script
 from .dashboards import (
     CONTRACT,
     DASHBOARD_DIR,
@@ -53,13 +53,7 @@ DASHBOARDS = load_dashboards()
 
 def generator() -> ModuleType:
     """grafana/dashboards.py (a script, not a package module)."""
-    path = GRAFANA_DIR / "dashboards.py"
-    spec = importlib.util.spec_from_file_location("fiblab_grafana_dashboards", path)
-    assert spec is not None, path
-    assert spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(GRAFANA_DIR / "dashboards.py", "fiblab_grafana_dashboards")
 
 
 def compose_grafana() -> dict[str, Any]:

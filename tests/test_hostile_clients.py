@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -105,6 +107,20 @@ CLIENTS = 50
 RSS_GROWTH_PER_CLIENT = 3 << 20
 
 
+@contextlib.contextmanager
+def hostile_clients(server: Server, count: int) -> Iterator[list[socket.socket]]:
+    """`count` connections, closed on the way out; then the server must hold
+    none of them and still answer fib(10)."""
+    hostile = [server.connect() for _ in range(count)]
+    try:
+        yield hostile
+    finally:
+        for sock in hostile:
+            sock.close()
+    wait_for(lambda: server.metric("fib_connections_active") == 0, 10, "hostile clients gone")
+    assert server.ask(b"10\n") == b"55\n"
+
+
 def rss_settled(pid: int, at_most: float, still_for: float = 1.0) -> int:
     """The RSS once it has grown by no more than 64 KiB for `still_for`
     seconds (sampled every 0.1 s), or after `at_most` seconds."""
@@ -131,8 +147,7 @@ def test_fifty_clients_that_never_read_cost_bounded_memory(variant: str, launch:
             assert read_line(sock) == b"1\n"
     wait_for(lambda: server.metric("fib_connections_active") == 0, 5, "polite clients gone")
     before = rss_bytes(server.pid)
-    hostile = [server.connect() for _ in range(CLIENTS)]
-    try:
+    with hostile_clients(server, CLIENTS) as hostile:
         for index, sock in enumerate(hostile):
             send_without_reading(sock, (NEVER_READ, NEVER_READ_SMALL_REPLIES)[index % 2])
         admitted = 1 if variant == "sync" else CLIENTS  # sync leaves the rest in its backlog
@@ -146,11 +161,6 @@ def test_fifty_clients_that_never_read_cost_bounded_memory(variant: str, launch:
         assert server.metric("fib_requests_in_progress") <= 2 * CLIENTS
         print(f"\n{variant}: RSS +{grown / 2**20:.1f} MiB for {CLIENTS} clients that never read")
         assert grown < CLIENTS * RSS_GROWTH_PER_CLIENT, f"RSS grew {grown / 2**20:.0f} MiB"
-    finally:
-        for sock in hostile:
-            sock.close()
-    wait_for(lambda: server.metric("fib_connections_active") == 0, 10, "hostile clients gone")
-    assert server.ask(b"10\n") == b"55\n"
 
 
 def test_small_replies_to_clients_that_never_read_cost_nothing_per_reply(
@@ -170,8 +180,7 @@ def test_small_replies_to_clients_that_never_read_cost_nothing_per_reply(
     server = launch(variant, "--idle-timeout", "60")
     wait_for(lambda: server.metric("fib_connections_active") == 0, 5, "readiness client gone")
     before = rss_bytes(server.pid)
-    hostile = [server.connect() for _ in range(clients)]
-    try:
+    with hostile_clients(server, clients) as hostile:
         for sock in hostile:
             send_without_reading(sock, NEVER_READ_SMALL_REPLIES)
         # Until the replies stop (every admitted client's buffers full: the
@@ -197,11 +206,6 @@ def test_small_replies_to_clients_that_never_read_cost_nothing_per_reply(
             f"non-readers ({replies:.0f} replies)"
         )
         assert grown < clients * RSS_GROWTH_PER_CLIENT, f"RSS peaked {grown / 2**20:.0f} MiB higher"
-    finally:
-        for sock in hostile:
-            sock.close()
-    wait_for(lambda: server.metric("fib_connections_active") == 0, 10, "hostile clients gone")
-    assert server.ask(b"10\n") == b"55\n"
 
 
 # -- SIGTERM under pipelined load -------------------------------------------------

@@ -12,14 +12,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import kubernetes_validate
@@ -29,7 +26,7 @@ import yaml
 from loadtest.compare.runner import build_parser
 from loadtest.swarm.targets import parse_targets
 from services import VARIANTS
-from tests.conftest import ROOT, unavailable
+from tests.conftest import ROOT, load_script, unavailable
 
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("local", "cluster")
@@ -47,17 +44,7 @@ RECOMMENDED = {*SELECTOR_KEYS, "app.kubernetes.io/component", *PART_OF}
 Object = dict[str, Any]
 
 
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("k8s_variants", K8S / "variants.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and typing look modules up
-    spec.loader.exec_module(module)
-    return module
-
-
-variants_module = load_generator()
+variants_module = load_script(K8S / "variants.py", "fiblab_k8s_variants")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,16 +20,11 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest.capacity.loadgen import free_port
 from tests.conftest import ROOT, Server, kill_group, start_server
 
 LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
 LOCUST = Path(sys.executable).with_name("locust")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -20,13 +20,13 @@ import prometheus_client
 import pytest
 import requests
 
+from loadtest.capacity.loadgen import free_port
 from loadtest.swarm.client import LineConnection, fib_value
 from loadtest.swarm.exporter import BUCKETS, LatencyTable
 from tests.conftest import Server
 from tests.loadtest.conftest import (
     Process,
     fib_targets,
-    free_port,
     get_when_up,
     locust_command,
     metric_value,
