@@ -14,6 +14,7 @@ import pytest
 from loadtest.capacity.loadgen import LocustSwarm, process_tree_cpu
 from loadtest.capacity.points import counter_delta, measure
 from loadtest.compare.servers import Target, local_variant, scrape
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -110,6 +111,15 @@ def test_pinned_workers_run_on_their_cpus_only(threads: Target) -> None:
             assert allowed_cpus(pid) == "0"
 
 
+def cmdline(pid: int) -> bytes:
+    """A process's command line; empty once it is gone (other tests' short
+    lived processes are descendants of this one too)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def test_a_pinned_variant_and_its_pool_workers_run_on_their_cpus_only() -> None:
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("pinning apart needs 2 CPUs")
@@ -118,8 +128,10 @@ def test_a_pinned_variant_and_its_pool_workers_run_on_their_cpus_only() -> None:
         # the server, started by this process, and its pool workers (its children)
         (server,) = [
             pid for pid in process_tree_cpu(os.getpid())
-            if b"services\x00threads-procpool" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"services\x00threads-procpool" in cmdline(pid)
         ]  # fmt: skip
+        # the pool's workers start after the server answers: wait for them
+        wait_for(lambda: len(process_tree_cpu(server)) >= 3, 10, "2 pool workers")
         tree = process_tree_cpu(server)
         assert len(tree) >= 3, f"the server and its 2 pool workers: {tree}"
         for pid in tree:

@@ -74,7 +74,7 @@ def test_a_short_capacity_run_writes_its_tables_and_plots(tmp_path: Path) -> Non
     out = tmp_path / "capacity"
     result = run_capacity(
         "--variants", "threads,threads-procpool", "--parts", "sweep,rates",
-        "--connections", "1,8", "--rate-shares", "0.25,1.5", "--seconds", "1.5",
+        "--connections", "1,8", "--rate-shares", "0.25,2", "--seconds", "1.5",
         "--rate-seconds", "1.5", "--warmup", "0.5", "--long-n", "27", "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -100,11 +100,12 @@ def test_a_short_capacity_run_writes_its_tables_and_plots(tmp_path: Path) -> Non
         best, connections = found
         for kind in ("rates", "rates-convoy"):
             curve = [p for p in points if p["variant"] == variant and p["kind"] == kind]
-            assert [p["rate_share"] for p in curve] == [0.25, 1.5]
-            assert [p["asked_rps"] for p in curve] == [round(best * 0.25, 1), round(best * 1.5, 1)]
+            assert [p["rate_share"] for p in curve] == [0.25, 2]
+            assert [p["asked_rps"] for p in curve] == [round(best * 0.25, 1), round(best * 2, 1)]
             assert {p["connections"] for p in curve} == {connections}
         low, high = (p for p in points if p["variant"] == variant and p["kind"] == "rates")
-        # a quarter of the capacity is served as asked; half again above it is not
+        # a quarter of the capacity is served as asked; twice it is not (one
+        # 1.5 s sweep point can read low: at 1.5 times an open loop once got 97 %)
         assert low["achieved_rps"] == pytest.approx(low["asked_rps"], rel=0.2), low
         assert high["achieved_rps"] < 0.95 * high["asked_rps"], high
         assert high["latency_ms"]["p99"] > low["latency_ms"]["p99"]
