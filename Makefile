@@ -59,7 +59,7 @@ ifeq ($(CHROMIUM),)
 	fi
 endif
 
-# The manifest tests (tests/test_k8s.py) render deploy/k8s with Debian's
+# The manifest tests (tests/repo/test_k8s.py) render deploy/k8s with Debian's
 # kustomize; install it when we may (root). Debian ships it from trixie on;
 # on an older release the script takes trixie's package, checked as apt would.
 kustomize:
@@ -72,7 +72,7 @@ kustomize:
 		fi; \
 	fi
 
-# deploy/k8s/base/variants.yaml from docker-compose.yml (tests/test_k8s.py checks it)
+# deploy/k8s/base/variants.yaml from docker-compose.yml (tests/repo/test_k8s.py checks it)
 k8s: $(STAMP)
 	$(BIN)/python deploy/k8s/variants.py
 
@@ -105,21 +105,21 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow and not docker"
 
 bench-server: $(STAMP)
-	$(BIN)/python -m tests.bench_server
+	$(BIN)/python -m tests.bench.server
 
 # What the GIL probe costs: fib(1) req/s and the convoy, probe on and off, threads and coro.
 bench-gil: $(STAMP)
-	$(BIN)/python -m tests.bench_gil
-	$(BIN)/python -m tests.bench_server --gil-probe
+	$(BIN)/python -m tests.bench.gil
+	$(BIN)/python -m tests.bench.server --gil-probe
 
 bench-hostile: $(STAMP)
-	$(BIN)/python -m tests.bench_hostile
+	$(BIN)/python -m tests.bench.hostile
 
 bench-instructions: $(STAMP)
-	$(BIN)/python -m tests.bench_instructions
+	$(BIN)/python -m tests.bench.instructions
 
 bench-loadgen: $(STAMP)
-	$(BIN)/python -m tests.bench_loadgen
+	$(BIN)/python -m tests.bench.loadgen
 
 serve: $(STAMP)
 	$(BIN)/python -m services $(VARIANT)

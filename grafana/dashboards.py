@@ -5,7 +5,7 @@
 # docker-compose.yml). `make dashboards` runs `python grafana/dashboards.py`,
 # which writes grafana/dashboards/fiblab-variants.json ("Variants side by
 # side", the home dashboard) and fiblab-convoy.json. The JSON is committed
-# (Grafana provisions it from files); tests/test_dashboards.py re-generates it
+# (Grafana provisions it from files); tests/repo/test_dashboards.py re-generates it
 # in memory and fails when the committed files are stale.
 #
 # Queries use only the metric names of docs/design.md §4. Every panel's description

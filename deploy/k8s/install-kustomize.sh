@@ -1,6 +1,6 @@
 #!/bin/sh
 # deploy/k8s/install-kustomize.sh: Debian's kustomize, for the manifest tests
-# (tests/test_k8s.py); run as root by `make kustomize`.
+# (tests/repo/test_k8s.py); run as root by `make kustomize`.
 #
 # Debian ships kustomize from trixie (13) on. On an older release (bookworm
 # has none) the package is taken from trixie's archive, checked as apt would:

@@ -8,7 +8,7 @@
 # limits, health check, grace period), and these manifests follow it. Every
 # variant is the same pod but for its name, command and image, so they are
 # written out here rather than by hand fourteen times. `make k8s` runs it;
-# tests/test_k8s.py fails when the file is stale.
+# tests/repo/test_k8s.py fails when the file is stale.
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@
 # thread wakes every REST_MICROS and starts a 10 ms sample every other
 # wake-up, so the probe knocks about 50 times a second and its ratio moves
 # every ~0.2 s: about 0.3 % of one core on an idle process
-# (`python -m tests.bench_gil`), and about 5 samples per 1 s scrape.
+# (`python -m tests.bench.gil`), and about 5 samples per 1 s scrape.
 
 from __future__ import annotations
 

@@ -28,8 +28,8 @@ import requests
 import yaml
 
 from services import VARIANTS
+from tests.repo.dashboards import Query, all_queries
 
-from ..dashboards import Query, all_queries
 from .conftest import LocustLoad
 from .stack import PROJECT, ROOT, Prometheus, Stack
 

@@ -1,6 +1,6 @@
-# tests/bench_hostile.py
+# tests/bench/hostile.py
 #
-# The reliability benchmark (`make bench-hostile`, `python -m tests.bench_hostile`):
+# The reliability benchmark (`make bench-hostile`, `python -m tests.bench.hostile`):
 # a program that prints figures, not a test. Every variant runs as a real
 # subprocess on 127.0.0.1, a fresh one for each of five measurements:
 #
@@ -8,7 +8,7 @@
 #      numbers, non-ASCII digits, binary garbage, over-long lines), cut at
 #      random points into sends, over a few connections at once; every reply
 #      is checked against the reference model of docs/design.md §2 in
-#      tests/core/test_protocol.py;
+#      tests/services/core/test_protocol.py;
 #   2. 50 clients that each send 300,000 empty lines and read nothing: the
 #      server's memory growth and how long it takes to close them all;
 #   3. 2,000 idle connections, then fib(1) round trips on one more;
@@ -44,7 +44,7 @@ from typing import TextIO, TypeVar
 
 from loadtest.talk.perf1 import positive
 from services import VARIANTS
-from tests.bench_server import variant_list
+from tests.bench.server import variant_list
 from tests.conftest import (
     POOL_VARIANTS,
     Server,
@@ -55,7 +55,7 @@ from tests.conftest import (
     start_server,
     thread_count,
 )
-from tests.core.test_protocol import reference_outcomes
+from tests.services.core.test_protocol import reference_outcomes
 
 # The fuzz asks at most fib(25) (~4 ms) so that 20,000 lines stay quick;
 # larger numbers are out-of-range by the server's --max-n.
@@ -756,7 +756,7 @@ binary garbage, lines at the {MAX_LINE}-byte limit and over-long ones; a tenth o
 connections end with an unfinished line), 20-400 per connection, each connection's bytes
 cut at up to 30 random points into separate sends, {FUZZ_CLIENTS} connections at once,
 the server run with `--max-n {FUZZ_MAX_N}`. Every reply is compared with the reference
-model of docs/design.md §2 (`reference_outcomes` in tests/core/test_protocol.py):
+model of docs/design.md §2 (`reference_outcomes` in tests/services/core/test_protocol.py):
 *wrong* is a reply that differs (its number, or its error code) or that should not
 exist, *unanswered* an expected reply that never came, *crashes* 1 when the server no
 longer answered fib(10) at the end.
@@ -813,7 +813,7 @@ def cpu_ticks() -> tuple[int, int]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.bench_hostile",
+        prog="python -m tests.bench.hostile",
         description="Print every variant's reliability figures under hostile clients: "
         "fuzz, clients that never read, 2,000 idle connections, SIGTERM under load, "
         "pool workers killed.",
@@ -841,7 +841,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     cores = len(os.sched_getaffinity(0))
     command = shlex.join(
-        ["python", "-m", "tests.bench_hostile", *(sys.argv[1:] if argv is None else argv)]
+        ["python", "-m", "tests.bench.hostile", *(sys.argv[1:] if argv is None else argv)]
     )
     busy_before, total_before = cpu_ticks()
     started = time.monotonic()

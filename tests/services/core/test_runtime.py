@@ -1,4 +1,4 @@
-# tests/core/test_runtime.py
+# tests/services/core/test_runtime.py
 #
 # The runtime's own promises, on real sockets and real kernel limits: accept()
 # out of descriptors, the open-file budget, the graceful close.
@@ -13,8 +13,7 @@ import time
 
 from services.core.linger import Lingerer
 from services.core.runtime import bytes_received
-
-from ..conftest import ROOT
+from tests.conftest import ROOT
 
 # Run in a child: it lowers its own open-file limit, which pytest must keep.
 OUT_OF_DESCRIPTORS = textwrap.dedent(

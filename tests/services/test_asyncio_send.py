@@ -1,4 +1,4 @@
-# tests/test_asyncio_send.py
+# tests/services/test_asyncio_send.py
 #
 # services/asyncio.py's send(): a reply the kernel takes at once arms no loop
 # timer (a timer per reply lingers until the loop's next turn, which a handler

@@ -1,4 +1,4 @@
-# tests/test_conformance.py
+# tests/services/test_conformance.py
 #
 # The conformance suite: the wire protocol of docs/design.md §2, the metrics of §4
 # and the talk's concurrency semantics of §3, asserted against every variant
@@ -18,8 +18,7 @@ import requests
 
 from services import VARIANTS
 from services.core.metrics_http import SCRAPE_CONNECTIONS
-
-from .conftest import (
+from tests.conftest import (
     POOL_VARIANTS,
     Launch,
     Server,

@@ -1,4 +1,4 @@
-# tests/test_lifecycle.py
+# tests/services/test_lifecycle.py
 #
 # The lifecycle and fault part of the conformance suite (docs/design.md §2): what a
 # server does when it is told to stop, when it or its pool workers are
@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .conftest import (
+from tests.conftest import (
     CHILD_PROCESS_VARIANTS,
     EVENT_LOOP_VARIANTS,
     POOL_VARIANTS,

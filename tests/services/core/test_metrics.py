@@ -1,4 +1,4 @@
-# tests/core/test_metrics.py
+# tests/services/core/test_metrics.py
 #
 # The metrics of docs/design.md §4 (services/core/metrics.py), read back through
 # prometheus_client's own text-format parser: exactly the contract's names,

@@ -1,4 +1,4 @@
-# tests/core/test_fib.py
+# tests/services/core/test_fib.py
 #
 # The talk's fib (services/core/fib.py): right values, and the naive
 # exponential recursion on purpose (its CPU cost is the experiment), so

@@ -1,4 +1,4 @@
-# tests/core/test_pools.py
+# tests/services/core/test_pools.py
 #
 # The process pool (services/core/pools.py, docs/design.md §2 "Pool
 # breakage") against real worker processes started from this process, which
@@ -24,8 +24,7 @@ import pytest
 
 from services.core.fib import fib
 from services.core.pools import ProcessPool
-
-from ..conftest import cpu_ticks
+from tests.conftest import cpu_ticks
 
 BUSY_WORK = 32  # about 0.3 s: a worker still computing while the other is killed
 SETTLE_SECONDS = 5.0

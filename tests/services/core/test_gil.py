@@ -1,4 +1,4 @@
-# tests/core/test_gil.py
+# tests/services/core/test_gil.py
 #
 # The GIL probe of docs/design.md §4 (services/core/gil.py), measured for
 # real: an idle process reads a low wait share, a thread spinning pure Python
@@ -28,7 +28,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.core.gil import GilProbe, gil_probe_available
-from tests.bench_gil import hash_without_gil, spin
+from tests.bench.gil import hash_without_gil, spin
+from tests.conftest import ROOT
 
 LOW = 0.1  # idle and GIL-free work: ~0.003 seen
 HIGH = 0.4  # a spinning thread: ~0.78 seen
@@ -180,7 +181,7 @@ def run_python(code: str) -> str:
         capture_output=True,
         text=True,
         timeout=30,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout

@@ -1,4 +1,4 @@
-# tests/bench_loadgen.py
+# tests/bench/loadgen.py
 #
 # The load-generator benchmark (`make bench-loadgen`): a program that prints
 # figures, not a test. Against one `threads` variant, in alternating rounds
@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from tests.bench_server import read_reply
+from tests.bench.server import read_reply
 from tests.conftest import ROOT, start_server
 
 GOAL = 0.95
@@ -54,7 +54,7 @@ def locust_rate(port: int, seconds: float) -> tuple[float, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench_loadgen")
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.loadgen")
     parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-# tests/core/test_protocol.py
+# tests/services/core/test_protocol.py
 #
 # The sans-IO line protocol (services/core/protocol.py) against docs/design.md §2:
 # framing, the strict integer grammar, the line limit, end of stream. The

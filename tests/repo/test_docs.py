@@ -1,4 +1,4 @@
-# tests/test_docs.py
+# tests/repo/test_docs.py
 #
 # What the README and docs/ point at must be in the repository: a link or an
 # image that names an untracked file is a promise a fresh clone cannot keep
@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # [text](target) and ![alt](target), with an optional "title"; <img src="...">
 MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")

@@ -1,4 +1,4 @@
-# tests/core/test_settings.py
+# tests/services/core/test_settings.py
 #
 # Settings (services/core/settings.py): docs/design.md §2 defaults, FIB_* environment
 # variables, command-line flags overriding them, and bad values refused with

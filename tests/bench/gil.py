@@ -1,6 +1,6 @@
-# tests/bench_gil.py
+# tests/bench/gil.py
 #
-# The GIL probe benchmark (`python -m tests.bench_gil`): a program that prints
+# The GIL probe benchmark (`python -m tests.bench.gil`): a program that prints
 # figures, not a test. It sets the probe of services/core/gil.py (gilknocker,
 # 1 ms knocks) beside the pure-Python alternative it was chosen over (a daemon
 # thread that sleeps 1 ms and counts its lateness as GIL wait), on:
@@ -155,7 +155,7 @@ def loop_rate(seconds: float) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench_gil")
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.gil")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of each idle slot")
     parser.add_argument("--slot", type=float, default=1.5, help="seconds of each loop slot")
     parser.add_argument("--rounds", type=int, default=3, help="alternations of the loop slots")

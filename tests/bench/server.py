@@ -1,6 +1,6 @@
-# tests/bench_server.py
+# tests/bench/server.py
 #
-# The server benchmark (`make bench-server`, `python -m tests.bench_server`):
+# The server benchmark (`make bench-server`, `python -m tests.bench.server`):
 # a program that prints figures, not a test. Every variant runs as a real
 # subprocess on 127.0.0.1; one raw client connection measures
 #
@@ -327,7 +327,7 @@ def variant_list(text: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.bench_server",
+        prog="python -m tests.bench.server",
         description="Print fib(1) req/s and fib(30) s/request of every variant, "
         "and the cost of metrics on threads.",
     )

@@ -1,11 +1,11 @@
-# tests/dashboards.py
+# tests/repo/dashboards.py
 #
 # The lab's provisioned Grafana dashboards as data for tests: every query of
 # every panel, template variable and annotation, with Grafana's template
 # variables substituted as Grafana would substitute them for a chosen set of
 # variants, and the metric names and labels each query uses (parsed with
 # promql-parser, a real PromQL parser). Used by the lint test
-# (tests/test_dashboards.py) and by the e2e test that evaluates every query
+# (tests/repo/test_dashboards.py) and by the e2e test that evaluates every query
 # against the real Prometheus (tests/e2e/test_dashboard_queries.py).
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import promql_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GRAFANA_DIR = ROOT / "grafana"
 DASHBOARD_DIR = GRAFANA_DIR / "dashboards"
 PROVISIONING_DIR = GRAFANA_DIR / "provisioning"

@@ -1,4 +1,4 @@
-# tests/core/test_metrics_http.py
+# tests/services/core/test_metrics_http.py
 #
 # The bounded /metrics server (services/core/metrics_http.py), running for real
 # on port 0 in this process: normal scrapes are served exactly as
@@ -31,8 +31,7 @@ from services.core.metrics_http import (
     ScrapeServer,
     start_scrape_server,
 )
-
-from ..conftest import wait_for
+from tests.conftest import wait_for
 
 REQUEST = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n"
 

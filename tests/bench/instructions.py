@@ -1,4 +1,4 @@
-# tests/bench_instructions.py
+# tests/bench/instructions.py
 #
 # The cost of instrumentation in instructions (`make bench-instructions`): a
 # program that prints figures, not a test. `make bench-server` measures that
@@ -55,7 +55,7 @@ def instructions(extra: Sequence[str], requests: int, workdir: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench_instructions")
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.instructions")
     parser.add_argument("--requests", type=int, default=3000)
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:

@@ -1,4 +1,4 @@
-# tests/test_dashboards.py
+# tests/repo/test_dashboards.py
 #
 # The Grafana dashboards and provisioning, checked without Grafana (its image
 # cannot be had here): the committed JSON is what grafana/dashboards.py
@@ -26,8 +26,8 @@ from prometheus_client import CollectorRegistry
 from services import VARIANTS
 from services.core.metrics import Metrics
 from services.core.protocol import ErrorCode
+from tests.conftest import load_script
 
-from .conftest import load_script
 from .dashboards import (
     CONTRACT,
     DASHBOARD_DIR,

@@ -1,4 +1,4 @@
-# tests/test_k8s.py
+# tests/repo/test_k8s.py
 #
 # deploy/k8s, checked without a cluster (none can run here: no registry for
 # node images). Every kustomization is rendered by Debian's kustomize (`make

@@ -1,4 +1,4 @@
-# tests/test_design.py
+# tests/repo/test_design.py
 #
 # docs/design.md is the contract, so it must say what the code does: each
 # test reads one of its tables (simple markdown: `|` rows, names in
@@ -33,7 +33,7 @@ from services.core.metrics import Metrics
 from services.core.protocol import ErrorCode
 from services.core.settings import parse_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DESIGN = ROOT / "docs" / "design.md"
 SECTIONS = {
     1: "Layout",

@@ -1,4 +1,4 @@
-# tests/test_hostile_clients.py
+# tests/services/test_hostile_clients.py
 #
 # The conformance suite's adversarial part (docs/design.md §2): clients that
 # send past a line limit, keep sending while the server closes or drains, or
@@ -18,8 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from services import VARIANTS
-
-from .conftest import (
+from tests.conftest import (
     Launch,
     Server,
     answer,

@@ -1,1 +1,0 @@
-# tests/core: unit tests of the shared core (services/core), one module each.

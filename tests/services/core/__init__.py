@@ -1,0 +1,1 @@
+# tests/services/core: unit tests of the shared core (services/core), one module each.
