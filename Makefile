@@ -7,7 +7,7 @@ VARIANT ?= threads
 # More arguments of `python -m loadtest.compare`: ARGS="--variants coro --scenarios convoy"
 ARGS ?=
 
-.PHONY: help venv browser redis kustomize k8s lint test test-fast bench-server bench-gil bench-hostile bench-loadgen bench-instructions serve dashboards \
+.PHONY: help venv browser redis kustomize k8s lint test test-fast bench-server bench-gil bench-hostile bench-loadgen bench-bucketing bench-instructions serve dashboards \
 	up up-no-grafana down logs compare compare-modern compare-versions compare-quick compare-docker report \
 	compare-baseline capacity capacity-sweep capacity-rates clean
 
@@ -28,6 +28,7 @@ help:
 	@echo "make capacity-rates FROM=results/capacity-<time>   rate curves at that sweep's capacities (~9 min)"
 	@echo "    pin with FIB_SERVER_CPUS=1 FIB_LOADGEN_CPUS=0 (compare and capacity, local and compose)"
 	@echo "make bench-loadgen req/s of the raw perf2 loop vs one Locust user"
+	@echo "make bench-bucketing  Locust's sub-ms buckets: one user's req/s with and without; the master's cost"
 	@echo "make bench-instructions  instrumentation cost in instructions (valgrind)"
 	@echo "make test-fast     the tests not marked slow"
 	@echo "make lint          ruff and mypy only"
@@ -98,8 +99,16 @@ ifeq ($(REDIS_PROGRAMS),)
 	fi
 endif
 
+# Two passes (tests/conftest.py): the tests that mostly wait run in
+# TEST_WORKERS parallel workers, then the `serial` ones alone, since they
+# measure what other tests would disturb. Both passes always run; each
+# prints its 30 slowest tests.
+TEST_WORKERS ?= 4
 test: lint browser redis kustomize
-	$(BIN)/pytest --durations=30
+	@rc=0; \
+	$(BIN)/pytest -m "not serial" -n $(TEST_WORKERS) --dist worksteal --durations=30 || rc=$$?; \
+	$(BIN)/pytest -m serial --durations=30 || rc=$$?; \
+	exit $$rc
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow and not docker"
@@ -120,6 +129,9 @@ bench-instructions: $(STAMP)
 
 bench-loadgen: $(STAMP)
 	$(BIN)/python -m tests.bench.loadgen
+
+bench-bucketing: $(STAMP)
+	$(BIN)/python -m tests.bench.bucketing
 
 serve: $(STAMP)
 	$(BIN)/python -m services $(VARIANT)

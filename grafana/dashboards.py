@@ -338,10 +338,12 @@ def long_request_annotation() -> builders.AnnotationQuery:
 
     `changes` catches every further long reply; a variant's first long reply
     creates its series (there is no earlier zero sample to change from), so
-    a series that did not exist 2 s before counts too.
+    a series that did not exist 2 s before counts too. The range is 3 s:
+    Prometheus 3's ranges leave out their left end, so [2s] holds only two
+    1 s scrapes, one if a scrape is late, and `changes` needs two.
     """
     long = f'fib_requests_total{{variant=~"$variant", n=~"{LONG_N}"}}'
-    expr = f"sum by (variant) ((changes({long}[2s]) > 0) or ({long} unless {long} offset 2s))"
+    expr = f"sum by (variant) ((changes({long}[3s]) > 0) or ({long} unless {long} offset 2s))"
     return (
         builders.AnnotationQuery()
         .name("long request answered")
@@ -353,7 +355,7 @@ def long_request_annotation() -> builders.AnnotationQuery:
 
 
 def loadgen_annotation() -> builders.AnnotationQuery:
-    expr = 'sum by (variant) (changes(locust_users{variant=~"$variant"}[2s])) > 0'
+    expr = 'sum by (variant) (changes(locust_users{variant=~"$variant"}[3s])) > 0'  # as above
     return (
         builders.AnnotationQuery()
         .name("load generator users change")
@@ -395,15 +397,19 @@ def dashboard(title: str, uid: str, description: str) -> builders.Dashboard:
     )
 
 
-def variants_dashboard() -> builders.Dashboard:
-    """Variants side by side: throughput, latency, CPU, connections, errors."""
-    layout = Layout()
-    variants = 'variant=~"$variant"'
-    sized = 'variant=~"$variant", n=~"$n"'
-    locust_sized = 'variant=~"$variant", name=~"fib\\\\(($n)\\\\)"'  # Locust's name is "fib(N)"
-    server_rps = f"sum by (variant) ({rate('fib_requests_total', sized)})"
-    cpu_cores = f"sum by (variant) ({rate('fib_cpu_seconds_total', variants)})"
+# The variants dashboard's label matchers: the variant filter, and with it the
+# request-size filter (on the servers' n, and on Locust's request name "fib(N)").
+VARIANT_MATCH = 'variant=~"$variant"'
+SIZED_MATCH = 'variant=~"$variant", n=~"$n"'
+LOCUST_SIZED_MATCH = 'variant=~"$variant", name=~"fib\\\\(($n)\\\\)"'
+SERVER_RPS = f"sum by (variant) ({rate('fib_requests_total', SIZED_MATCH)})"
+CPU_CORES = f"sum by (variant) ({rate('fib_cpu_seconds_total', VARIANT_MATCH)})"
 
+
+def variants_dashboard() -> builders.Dashboard:
+    """Variants side by side: throughput, latency, CPU, connections, errors; a
+    builder per row, each placing its panels after the previous row's."""
+    layout = Layout()
     board = dashboard(
         "fiblab: variants side by side",
         "fiblab-variants",
@@ -412,8 +418,14 @@ def variants_dashboard() -> builders.Dashboard:
     )
     board = board.with_variable(variant_variable()).with_variable(size_variable())
     board = board.annotation(long_request_annotation()).annotation(loadgen_annotation())
-
     board = board.with_panel(target_health(layout))
+    for add_row in (now_row, throughput_row, latency_row, cpu_row, connections_row):
+        board = add_row(board, layout)
+    return board
+
+
+def now_row(board: builders.Dashboard, layout: Layout) -> builders.Dashboard:
+    """Each variant's req/s and CPU now, and what it runs."""
     board = board.with_row(layout.row("Now"))
     board = board.with_panel(
         bar_gauge(
@@ -427,7 +439,7 @@ def variants_dashboard() -> builders.Dashboard:
             "inline fib to 0, the pools hold.",
             "reqps",
             9,
-        ).with_target(query(server_rps, "{{variant}}", "A", instant=True))
+        ).with_target(query(SERVER_RPS, "{{variant}}", "A", instant=True))
     )
     board = board.with_panel(
         bar_gauge(
@@ -446,7 +458,7 @@ def variants_dashboard() -> builders.Dashboard:
             .mode(models.ThresholdsMode.ABSOLUTE)
             .steps([models.Threshold(None, "green"), models.Threshold(CPU_LIMIT, "red")])
         )
-        .with_target(query(cpu_cores, "{{variant}}", "A", instant=True))
+        .with_target(query(CPU_CORES, "{{variant}}", "A", instant=True))
     )
     info_id, info_pos = layout.place(6, 8)
     board = board.with_panel(
@@ -462,7 +474,7 @@ def variants_dashboard() -> builders.Dashboard:
         .datasource(DATASOURCE)
         .with_target(
             query(
-                f"max by (variant, python, implementation, gil) (fib_info{{{variants}}})",
+                f"max by (variant, python, implementation, gil) (fib_info{{{VARIANT_MATCH}}})",
                 "",
                 "A",
                 instant=True,
@@ -475,7 +487,11 @@ def variants_dashboard() -> builders.Dashboard:
             )
         )
     )
+    return board
 
+
+def throughput_row(board: builders.Dashboard, layout: Layout) -> builders.Dashboard:
+    """Server req/s by request size beside what Locust sends."""
     board = board.with_row(layout.row("Throughput"))
     board = board.with_panel(
         time_series(
@@ -490,7 +506,7 @@ def variants_dashboard() -> builders.Dashboard:
             12,
         ).with_target(
             query(
-                f"sum by (variant, n) ({rate('fib_requests_total', sized)})",
+                f"sum by (variant, n) ({rate('fib_requests_total', SIZED_MATCH)})",
                 "{{variant}} fib({{n}})",
                 "A",
             )
@@ -509,13 +525,13 @@ def variants_dashboard() -> builders.Dashboard:
         )
         .with_target(
             query(
-                f"sum by (variant) ({rate('locust_requests_total', locust_sized)})",
+                f"sum by (variant) ({rate('locust_requests_total', LOCUST_SIZED_MATCH)})",
                 "{{variant}} sent",
                 "A",
             )
         )
         .with_target(
-            query(f"sum by (variant) (locust_users{{{variants}}})", "{{variant}} users", "B")
+            query(f"sum by (variant) (locust_users{{{VARIANT_MATCH}}})", "{{variant}} users", "B")
         )
         .override_by_query(
             "B",
@@ -526,7 +542,11 @@ def variants_dashboard() -> builders.Dashboard:
             ],
         )
     )
+    return board
 
+
+def latency_row(board: builders.Dashboard, layout: Layout) -> builders.Dashboard:
+    """Server and client latency percentiles, on log axes."""
     board = board.with_row(layout.row("Latency"))
     quantiles = [("0.5", "p50"), ("0.99", "p99")]
     server_latency = log_axis(
@@ -544,7 +564,7 @@ def variants_dashboard() -> builders.Dashboard:
         )
     )
     for ref_id, (q, label) in zip("AB", quantiles, strict=True):
-        bucket = rate("fib_request_duration_seconds_bucket", sized)
+        bucket = rate("fib_request_duration_seconds_bucket", SIZED_MATCH)
         server_latency = server_latency.with_target(
             query(
                 f"histogram_quantile({q}, sum by (variant, n, le) ({bucket}))",
@@ -567,7 +587,7 @@ def variants_dashboard() -> builders.Dashboard:
         )
     )
     for ref_id, (q, label) in zip("ABC", [*quantiles, ("0.999", "p99.9")], strict=True):
-        bucket = rate("locust_request_duration_seconds_bucket", locust_sized)
+        bucket = rate("locust_request_duration_seconds_bucket", LOCUST_SIZED_MATCH)
         client_latency = client_latency.with_target(
             query(
                 f"histogram_quantile({q}, sum by (variant, name, le) ({bucket}))",
@@ -577,7 +597,11 @@ def variants_dashboard() -> builders.Dashboard:
         )
     client_latency = dashed(client_latency, " p99", [10, 6])
     board = board.with_panel(dashed(client_latency, " p99\\.9", [2, 4]))
+    return board
 
+
+def cpu_row(board: builders.Dashboard, layout: Layout) -> builders.Dashboard:
+    """CPU cores against the limit, CPU per request, waiting for the GIL."""
     board = board.with_row(layout.row("CPU"))
     board = board.with_panel(
         time_series(
@@ -601,7 +625,7 @@ def variants_dashboard() -> builders.Dashboard:
         .thresholds_style(
             common_builders.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.LINE)
         )
-        .with_target(query(cpu_cores, "{{variant}}", "A"))
+        .with_target(query(CPU_CORES, "{{variant}}", "A"))
     )
     board = board.with_panel(
         time_series(
@@ -615,14 +639,18 @@ def variants_dashboard() -> builders.Dashboard:
             12,
         ).with_target(
             query(
-                f"{cpu_cores} / sum by (variant) ({rate('fib_requests_total', variants)})",
+                f"{CPU_CORES} / sum by (variant) ({rate('fib_requests_total', VARIANT_MATCH)})",
                 "{{variant}}",
                 "A",
             )
         )
     )
-    board = board.with_panel(gil_wait(layout, variants, 24))
+    board = board.with_panel(gil_wait(layout, VARIANT_MATCH, 24))
+    return board
 
+
+def connections_row(board: builders.Dashboard, layout: Layout) -> builders.Dashboard:
+    """Open and new connections, error replies."""
     board = board.with_row(layout.row("Connections and errors"))
     board = board.with_panel(
         time_series(
@@ -637,14 +665,14 @@ def variants_dashboard() -> builders.Dashboard:
         )
         .with_target(
             query(
-                f"sum by (variant) (fib_connections_active{{{variants}}})",
+                f"sum by (variant) (fib_connections_active{{{VARIANT_MATCH}}})",
                 "{{variant}} connections",
                 "A",
             )
         )
         .with_target(
             query(
-                f"sum by (variant) (fib_requests_in_progress{{{variants}}})",
+                f"sum by (variant) (fib_requests_in_progress{{{VARIANT_MATCH}}})",
                 "{{variant}} in flight",
                 "B",
             )
@@ -665,7 +693,7 @@ def variants_dashboard() -> builders.Dashboard:
             8,
         ).with_target(
             query(
-                f"sum by (variant) ({rate('fib_connections_total', variants)})",
+                f"sum by (variant) ({rate('fib_connections_total', VARIANT_MATCH)})",
                 "{{variant}}",
                 "A",
             )
@@ -683,7 +711,7 @@ def variants_dashboard() -> builders.Dashboard:
             8,
         ).with_target(
             query(
-                f"sum by (variant, code) ({rate('fib_errors_total', variants)})",
+                f"sum by (variant, code) ({rate('fib_errors_total', VARIANT_MATCH)})",
                 "{{variant}} {{code}}",
                 "A",
             )

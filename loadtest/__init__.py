@@ -6,7 +6,11 @@
 #                  the microsecond exporter on the master
 #   talk/          the talk's own clients (perf1, perf2) and the figures it
 #                  reported, which the report sets beside the lab's
-#   compare/       the comparison pipeline: the runner (`python -m
+#   toolbox/       what compare/ and capacity/ share: the machine's CPU (the
+#                  noisy flag), the variants under test and their /metrics, the
+#                  options, figures as text, the baseline comparison's model
+#   compare/       the comparison pipeline: the command (`python -m
 #                  loadtest.compare`), the Locust engine it drives per run, the
 #                  summary.json schema, the verdict rules and the report
 #                  (tables and plots)
+#   capacity/      capacity and latency curves (`python -m loadtest.capacity`)

@@ -1,9 +1,11 @@
 # services/health.py
-#
-#   python -m services.health [--host H] [--port P] [--timeout S]
-#
-# The container healthcheck: a real request (fib(10)) on the line protocol,
-# healthy only when the reply is right. Exit 0 when healthy, 1 when not.
+"""The container health check: one real request on the line protocol.
+
+It sends fib(10) to the server at --host and --port ($FIB_PORT, else 25000)
+and waits at most --timeout seconds for the reply: healthy only when the
+reply is right (55). Exit status 0 when healthy; 1, with what went wrong on
+stderr, when the server does not answer, answers too late or answers wrong.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +32,11 @@ def check(host: str, port: int, timeout: float) -> str | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m services.health",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # its paragraphs as written
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("FIB_PORT", "25000")))
     parser.add_argument("--timeout", type=float, default=3.0)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import importlib.util
 import itertools
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +30,7 @@ from typing import NoReturn
 import pytest
 import requests
 
-from loadtest.compare.machine import processes
+from loadtest.toolbox.machine import processes
 from services import PYTHON_NEEDED, VARIANTS
 from services.core.fib import fib
 
@@ -38,6 +40,23 @@ POOL_VARIANTS = ("threads-procpool", "coro-procpool", "coro-asyncsocket", "async
 # ...or the pre-fork server's, each serving connections of its own.
 CHILD_PROCESS_VARIANTS = (*POOL_VARIANTS, "prefork")
 EVENT_LOOP_VARIANTS = tuple(v for v in VARIANTS if v.startswith(("coro", "asyncio", "gevent")))
+
+
+# `make test` runs the suite in two passes: the tests that mostly wait
+# (timeouts, lingering, idle clients) in parallel workers, then the tests
+# marked `serial` alone, because they measure what other tests would disturb:
+# rates, latencies and the CPU other processes used (the load generator, the
+# comparison and capacity runs with their noisy flag, the GIL probe's shares),
+# or because they build images and run the compose stack.
+SERIAL_FOLDERS = ("tests/loadtest/", "tests/e2e/")
+SERIAL_MODULES = ("tests/services/core/test_gil.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        where = item.path.relative_to(ROOT).as_posix()
+        if where.startswith(SERIAL_FOLDERS) or where in SERIAL_MODULES:
+            item.add_marker(pytest.mark.serial)
 
 
 class ContainerProcess:
@@ -83,16 +102,21 @@ _containers = itertools.count()
 
 @functools.cache
 def newer_python_image(version: tuple[int, int]) -> str:
-    """The variants' image on CPython `version`, built from this working tree."""
+    """The variants' image on CPython `version`, built from this working tree.
+    Parallel test workers build it one at a time (a file lock): the first
+    builds, the others find its layers cached."""
     python = f"{version[0]}.{version[1]}"
     if shutil.which("docker") is None:
         unavailable("Docker", f"the variants that need Python {python} run in its image")
     tag = f"fiblab-services-test:py{python}"
-    build = subprocess.run(
-        ["docker", "build", "--quiet", "--build-arg", f"PYTHON_VERSION={python}",
-         "-f", "services/Dockerfile", "-t", tag, "."],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    lock = Path(tempfile.gettempdir()) / f"fiblab-services-test-py{python}.lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        build = subprocess.run(
+            ["docker", "build", "--quiet", "--build-arg", f"PYTHON_VERSION={python}",
+             "-f", "services/Dockerfile", "-t", tag, "."],
+            cwd=ROOT, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
     if build.returncode:
         unavailable(f"the Python {python} image", build.stderr[-2000:])
     return tag
@@ -168,6 +192,13 @@ class Server:
     def metric(self, name: str, **labels: str) -> float:
         """The value of one sample (0.0 when absent), labels matched exactly."""
         return sample(self.metrics_text(), name, **labels)
+
+    def all_output(self, timeout: float = 5.0) -> str:
+        """What the server printed, to the end once it has exited: its
+        reader may still be taking the last lines from the pipe."""
+        if self.reader and self.process.poll() is not None:
+            self.reader.join(timeout)
+        return "".join(self.output)
 
     def descendants(self) -> list[int]:
         """Live processes in the server's process group, other than itself."""

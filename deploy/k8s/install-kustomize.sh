@@ -6,14 +6,38 @@
 # has none) the package is taken from trixie's archive, checked as apt would:
 # the release file's signature against Debian's archive keyring, then the
 # SHA-256 of the package index and of the package. Its only dependency is
-# libc6 >= 2.34, which bookworm's 2.36 meets.
+# libc6 >= 2.34, which bookworm's 2.36 meets. The archive is the Debian
+# mirror this machine's apt already uses; DEBIAN_MIRROR overrides it.
 set -eu
 
 if apt-get install -y -qq --no-install-recommends kustomize >/dev/null 2>&1; then
     exit 0
 fi
 
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror apt uses: the archive whose Release file says Origin and
+# Label Debian (not Debian-Security), as apt itself parsed the sources, one-line
+# or deb822 (apt-get indextargets knows them once `apt-get update` has run);
+# else the first URIs: of a deb822 source, or the first `deb` line of
+# sources.list, that is not the security archive.
+apt_mirror() {
+    found=$(apt-get indextargets --format '$(REPO_URI)' \
+        'Origin: Debian' 'Label: Debian' 'Identifier: Packages' 2>/dev/null | head -n 1)
+    if [ -z "$found" ]; then
+        found=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null \
+            | awk 'tolower($1) == "uris:" && $2 !~ /security/ {print $2; exit}')
+    fi
+    if [ -z "$found" ]; then
+        found=$(sed 's/\[[^]]*\]//' /etc/apt/sources.list 2>/dev/null \
+            | awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}')
+    fi
+    echo "${found%/}"
+}
+
+MIRROR=${DEBIAN_MIRROR:-$(apt_mirror)}
+[ -n "$MIRROR" ] || {
+    echo "install-kustomize: no Debian mirror in /etc/apt's sources: set DEBIAN_MIRROR" >&2
+    exit 1
+}
 SUITE=trixie
 ARCH=$(dpkg --print-architecture)
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg

@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import IO
 
 from loadtest.capacity.loadgen import free_port
-from loadtest.compare import machine
+from loadtest.toolbox import machine
+from services.core.cpu import process_stat
 
 REDIS_SERVER = "redis-server"
 REDIS_BENCHMARK = "redis-benchmark"
@@ -246,7 +247,7 @@ def affinity(pid: int) -> list[int]:
 
 def process_cpu_seconds(pid: int) -> float:
     """utime + stime of a live process, all its threads."""
-    stat = machine.process_stat(pid)
+    stat = process_stat(pid)
     if stat is None:
         raise AnchorFailed(f"redis-server (pid {pid}) is gone")
     return stat.cpu_seconds

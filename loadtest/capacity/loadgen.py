@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from loadtest.compare import machine
-from loadtest.compare.servers import Samples, Target, scrape
+from loadtest.toolbox import machine
+from loadtest.toolbox.servers import Samples, Target, scrape
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadtest.capacity.loadgen import LocustSwarm, cpu_between
-from loadtest.compare import machine
-from loadtest.compare.servers import CPU_METRIC, Samples, Target, scrape
 from loadtest.swarm.client import LineConnection
+from loadtest.toolbox import machine
+from loadtest.toolbox.servers import CPU_METRIC, Samples, Target, scrape
 
 # The generator is the limit when one of its processes (gevent: one core
 # each) ran this much of a core ...

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from loadtest.compare.report.plots import log_axis, plain_number, variant_color
-from loadtest.compare.report.tables import LOADGEN_MARK
-from loadtest.compare.summary import NOISY_MARK, variant_order
+from loadtest.toolbox.formats import (
+    LOADGEN_MARK,
+    NOISY_MARK,
+    fmt_ms_significant,
+    marks,
+    variant_order,
+)
+from loadtest.toolbox.plots import log_axis, plain_number, variant_color
 
 PERCENTILE_KEYS = ("p50", "p99", "p99.9")
 ANCHOR_LABEL = "redis (C)"
@@ -69,10 +74,8 @@ def points_of(summary: dict[str, Any], kind: str) -> dict[str, list[dict[str, An
     return dict(sorted(by_variant.items(), key=lambda item: variant_order(item[0])))
 
 
-def marks(point: dict[str, Any]) -> str:
-    return (LOADGEN_MARK if point["bottleneck"] == "loadgen" else "") + (
-        NOISY_MARK if point.get("noisy") else ""
-    )
+def point_marks(point: dict[str, Any]) -> str:
+    return marks(loadgen=point["bottleneck"] == "loadgen", noisy=bool(point.get("noisy")))
 
 
 def open_on_server(point: dict[str, Any]) -> str:
@@ -87,10 +90,9 @@ def fmt(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def fmt_ms(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
+def latency_cells(latency: Mapping[str, float | None], keys: Sequence[str]) -> str:
+    """Table cells of these percentiles, in ms."""
+    return " | ".join(fmt_ms_significant(latency.get(key)) for key in keys)
 
 
 def capacity_line(sweep: Sequence[dict[str, Any]]) -> tuple[str, str]:
@@ -140,7 +142,8 @@ def render_markdown(summary: dict[str, Any], plots: Sequence[Path]) -> str:
         for variant, found in sweep.items():
             by_c = {p["connections"]: p for p in found}
             cells = [
-                fmt(by_c[c]["rps"]) + marks(by_c[c]) if c in by_c else "–" for c in connections
+                fmt(by_c[c]["rps"]) + point_marks(by_c[c]) if c in by_c else "–"
+                for c in connections
             ]
             best, at = capacity_line(found)
             lines.append(f"| {variant} | " + " | ".join(cells) + f" | {best} | {at} |")
@@ -162,8 +165,8 @@ def render_markdown(summary: dict[str, Any], plots: Sequence[Path]) -> str:
                 lat = p["latency_ms"]
                 lines.append(
                     f"| {variant} | {p['connections']}{open_on_server(p)} | "
-                    f"{fmt(p['rps'])}{marks(p)} | "
-                    f"{fmt_ms(lat['p50'])} | {fmt_ms(lat['p99'])} | {fmt_ms(lat['p99.9'])} | "
+                    f"{fmt(p['rps'])}{point_marks(p)} | "
+                    f"{latency_cells(lat, PERCENTILE_KEYS)} | "
                     f"{p['errors']} | {fmt(p['server_cpu_cores'], 2)} | "
                     f"{fmt(p['loadgen_cpu_cores'], 2)} ({fmt(p['loadgen_busiest_cores'], 2)}) | "
                     f"{fmt(p['foreign_cpu_cores'], 2)} | {p['bottleneck']} |"
@@ -182,8 +185,8 @@ def render_markdown(summary: dict[str, Any], plots: Sequence[Path]) -> str:
         for a in anchor:
             lat = a.get("latency_ms") or {}
             lines.append(
-                f"| {a['connections']} | {fmt(a['rps'])} | {fmt_ms(lat.get('p50'))} | "
-                f"{fmt_ms(lat.get('p99'))} | {fmt(a.get('server_cpu_cores'), 2)} | "
+                f"| {a['connections']} | {fmt(a['rps'])} | {latency_cells(lat, ('p50', 'p99'))} | "
+                f"{fmt(a.get('server_cpu_cores'), 2)} | "
                 f"{fmt(a.get('client_cpu_cores'), 2)} |"
             )
     elif summary.get("anchor_error"):
@@ -211,8 +214,8 @@ def render_markdown(summary: dict[str, Any], plots: Sequence[Path]) -> str:
                 long = f"{p.get('long_replies')} | " if kind == "rates-convoy" else ""
                 lines.append(
                     f"| {variant} | {p['connections']} | {fmt(p['asked_rps'])} "
-                    f"({p['rate_share']:.0%}) | {fmt(p['achieved_rps'])}{marks(p)} | "
-                    f"{fmt_ms(lat['p50'])} | {fmt_ms(lat['p99'])} | {fmt_ms(lat['p99.9'])} | "
+                    f"({p['rate_share']:.0%}) | {fmt(p['achieved_rps'])}{point_marks(p)} | "
+                    f"{latency_cells(lat, PERCENTILE_KEYS)} | "
                     f"{p['errors']} | {long}{fmt(p['server_cpu_cores'], 2)} | "
                     f"{fmt(p['loadgen_cpu_cores'], 2)} ({fmt(p['loadgen_busiest_cores'], 2)}) | "
                     f"{p['bottleneck']} |"

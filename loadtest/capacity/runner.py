@@ -41,10 +41,10 @@ from typing import Any
 from loadtest.capacity import points
 from loadtest.capacity.loadgen import LoadgenError, LocustSwarm
 from loadtest.capacity.report import CapacityReportError, load, points_of, write_report
-from loadtest.compare import machine
-from loadtest.compare.runner import VARIANT_SETS, comma_list
-from loadtest.compare.servers import (
-    CompareError,
+from loadtest.toolbox import machine
+from loadtest.toolbox.errors import LabError
+from loadtest.toolbox.options import VARIANT_SETS, add_pinning_options, comma_list
+from loadtest.toolbox.servers import (
     Target,
     local_variant,
     python_image,
@@ -264,9 +264,9 @@ def int_list(text: str, option: str, *, least: int = 1) -> list[int]:
     try:
         values = [int(item) for item in text.split(",") if item.strip()]
     except ValueError:
-        raise CompareError(f"{option} {text!r}: expected a comma list of integers") from None
+        raise LabError(f"{option} {text!r}: expected a comma list of integers") from None
     if not values or any(value < least for value in values):
-        raise CompareError(f"{option} {text!r}: every value must be at least {least}")
+        raise LabError(f"{option} {text!r}: every value must be at least {least}")
     return values
 
 
@@ -274,11 +274,11 @@ def share_list(text: str) -> list[float]:
     try:
         values = [float(item) for item in text.split(",") if item.strip()]
     except ValueError:
-        raise CompareError(
+        raise LabError(
             f"--rate-shares {text!r}: expected a comma list of shares such as 0.5,1.1"
         ) from None
     if not values or any(not (math.isfinite(v) and 0 < v <= 10) for v in values):
-        raise CompareError(f"--rate-shares {text!r}: every share must be > 0 and <= 10")
+        raise LabError(f"--rate-shares {text!r}: every share must be > 0 and <= 10")
     return values
 
 
@@ -319,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="rates only: take each variant's capacity from this earlier run's summary.json",
     )  # fmt: skip
     parser.add_argument("--long-n", type=int, default=30, help="the convoy curve's long request")
-    machine.add_pinning_options(parser)
+    add_pinning_options(parser)
     parser.add_argument(
         "--python", metavar="VERSION",
         help="run the servers in the variants image for CPython VERSION",
@@ -347,10 +347,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.capacity_from is not None:
             if "sweep" in plan.parts:
-                raise CompareError("--capacity-from replaces the sweep: drop sweep from --parts")
+                raise LabError("--capacity-from replaces the sweep: drop sweep from --parts")
             plan = replace(plan, capacities=capacities_from(args.capacity_from, plan.variants))
         elif "rates" in plan.parts and "sweep" not in plan.parts:
-            raise CompareError(
+            raise LabError(
                 "--parts rates needs sweep, or --capacity-from an earlier run's summary.json: "
                 "the rates are shares of the capacity"
             )
@@ -361,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         out.mkdir(parents=True, exist_ok=True)
         summary = capacity(plan, out)
-    except (CompareError, LoadgenError, machine.CpuListError, CapacityReportError) as error:
+    except (LabError, LoadgenError, machine.CpuListError, CapacityReportError) as error:
         print(f"loadtest.capacity: {error}", file=sys.stderr)
         return 2
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", "utf-8")
@@ -375,7 +375,7 @@ def capacities_from(path: Path, variants: Sequence[str]) -> dict[str, tuple[floa
     sweeps = points_of(load(path), "sweep")
     found = {variant: capacity_of(sweeps.get(variant, [])) for variant in variants}
     if missing := [variant for variant, capacity in found.items() if capacity is None]:
-        raise CompareError(
+        raise LabError(
             f"--capacity-from {path}: no server-bound sweep point for {', '.join(missing)}"
         )
     return {variant: capacity for variant, capacity in found.items() if capacity is not None}
@@ -383,5 +383,5 @@ def capacities_from(path: Path, variants: Sequence[str]) -> dict[str, tuple[floa
 
 def check_seconds(value: float, option: str, *, least: float = 0.5) -> float:
     if not (math.isfinite(value) and value >= least):
-        raise CompareError(f"{option} {value:g}: must be at least {least:g} seconds")
+        raise LabError(f"{option} {value:g}: must be at least {least:g} seconds")
     return value

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NotRequired, TypedDict, TypeGuard, cast
 
-from loadtest.compare.machine import NOISY_FOREIGN_CORES, LoadAverage
-from services import VARIANTS
+from loadtest.toolbox.formats import variant_order
+from loadtest.toolbox.machine import NOISY_FOREIGN_CORES, LoadAverage
+from loadtest.toolbox.spread import Spread, spread
 
 Scenario = Literal["short", "long", "convoy"]
 Bottleneck = Literal["server", "loadgen"]
 SCENARIOS: tuple[Scenario, ...] = ("short", "long", "convoy")
 PERCENTILES = ("p50", "p90", "p99", "p999", "max")
-NOISY_MARK = "‡"  # a run during which other processes used the machine (see machine.py)
 NO_REPLY = "no reply in this stage"
 NO_WHOLE_REQUEST = "no request ran wholly inside this stage"
 
@@ -229,21 +228,6 @@ def _number(
 # --- median and spread over repeats -----------------------------------------
 
 
-@dataclass(frozen=True)
-class Spread:
-    median: float
-    low: float
-    high: float
-    count: int  # repeats that had a figure
-
-
-def spread(values: Iterable[float | None]) -> Spread | None:
-    present = [float(value) for value in values if value is not None]
-    if not present:
-        return None
-    return Spread(statistics.median(present), min(present), max(present), len(present))
-
-
 def run_number(run: Run, field: str) -> float | None:
     """A numeric top-level field of a run by name; None when absent or null."""
     value = cast(Mapping[str, object], run).get(field)
@@ -327,13 +311,6 @@ def noisy_threshold(summary: Summary) -> float:
     return summary["environment"].get("noisy_threshold_cores", NOISY_FOREIGN_CORES)
 
 
-def variant_order(variant: str) -> tuple[int, str]:
-    # the talk's order (docs/design.md §3); anything else after it, by name
-    if variant in VARIANTS:
-        return (VARIANTS.index(variant), variant)
-    return (len(VARIANTS), variant)
-
-
 def variants_of(summary: Summary) -> list[str]:
     return sorted({run["variant"] for run in summary["runs"]}, key=variant_order)
 
@@ -364,53 +341,6 @@ def find_group(
         if (group.variant, group.scenario, group.clients) == (variant, scenario, clients):
             return group
     return None
-
-
-# --- figures as text --------------------------------------------------------
-
-
-def plural(count: int, noun: str) -> str:
-    """1 repeat, 2 repeats."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def fmt_rps(value: float | None) -> str:
-    if value is None:
-        return "–"
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def fmt_ms(value: float | None) -> str:
-    # microsecond resolution where it matters: 0.045 ms, not 0 ms
-    if value is None:
-        return "–"
-    if value < 100:
-        return f"{value:.3f}"
-    return f"{value:,.1f}" if value < 10_000 else f"{value:,.0f}"
-
-
-def fmt_seconds(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f} s"
-
-
-def fmt_factor(value: float | None) -> str:
-    if value is None:
-        return "–"
-    if math.isinf(value):
-        return "∞"
-    return f"{value:,.0f}×" if value >= 10 else f"{value:.2f}×"
-
-
-def fmt_percent(fraction: float) -> str:
-    # a stall leaves a tiny share: 0.0059 %, not 0.0 %
-    percent = fraction * 100
-    if percent == 0 or percent >= 1:
-        return f"{percent:.1f}%"
-    return f"{percent:.2g}%"
 
 
 # --- figures of a run and of a group of repeats --------------------------------

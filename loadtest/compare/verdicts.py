@@ -16,18 +16,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from loadtest.compare.summary import (
+from loadtest.compare.summary import RunGroup, Summary, find_group, group_runs, variants_of
+from loadtest.toolbox.formats import (
     NOISY_MARK,
-    RunGroup,
-    Summary,
-    find_group,
     fmt_factor,
     fmt_percent,
     fmt_rps,
     fmt_seconds,
-    group_runs,
     variant_order,
-    variants_of,
 )
 
 RuleKey = Literal[

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtest.compare import runner
-from loadtest.compare.summary import RunGroup, check_summary, find_group, fmt_rps, group_runs
+from loadtest.compare import cli
+from loadtest.compare.summary import RunGroup, check_summary, find_group, group_runs
+from loadtest.toolbox.formats import fmt_rps
 
 CORE_VARIANTS = ("threads", "threads-procpool", "coro", "asyncio")
 HOST = "host"
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if python != HOST:
             options += ["--python", python]
         print(f"=== Python {python}", file=sys.stderr, flush=True)
-        if runner.main(options) != 0:
+        if cli.main(options) != 0:
             print(f"loadtest.compare.versions: the run on {python} failed", file=sys.stderr)
             return 2
         summaries[python] = json.loads((where / "summary.json").read_text("utf-8"))

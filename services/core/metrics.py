@@ -9,20 +9,18 @@
 # and RequestStats turns them into Prometheus families only at scrape time.
 # `NullMetrics` (--no-metrics) is the baseline the server benchmark compares
 # against.
+# The variant's CPU (fib_cpu_seconds_total) is read through cpu.py.
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import platform
-import resource
 import sys
 import threading
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate
-from pathlib import Path
 from typing import Any, TypeVar
 
 from prometheus_client import (
@@ -36,6 +34,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .cpu import cgroup_cpu_file, cgroup_cpu_seconds, tree_cpu_seconds
 from .gil import GilProbe, gil_probe_available
 from .metrics_http import start_scrape_server
 from .protocol import ErrorCode
@@ -379,85 +378,3 @@ class CpuCollector(Collector):
         )
         family.add_metric([self.variant], self._last)
         yield family
-
-
-def cgroup_cpu_file(forced: bool = False) -> Path | None:
-    """The CPU accounting file of this process's cgroup, if it has its own.
-
-    `auto` takes it only when /proc/self/cgroup names a cgroup other than the
-    root, since the root's figure is the whole machine's. A container with a
-    private cgroup namespace also shows "/": its image sets
-    FIB_CPU_SOURCE=cgroup (`forced`).
-    """
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _id, controllers, path = line.split(":", 2)
-        if controllers == "":
-            candidates = [Path("/sys/fs/cgroup/cpu.stat")]  # v2, unified
-        elif "cpuacct" in controllers.split(","):
-            candidates = [
-                Path("/sys/fs/cgroup/cpuacct/cpuacct.usage"),  # v1: the container's own
-                Path("/sys/fs/cgroup/cpu,cpuacct/cpuacct.usage"),
-            ]
-        else:
-            continue
-        for candidate in candidates:
-            if candidate.exists() and (forced or path != "/"):
-                return candidate
-    return None
-
-
-def cgroup_cpu_seconds(accounting: Path) -> float:
-    text = accounting.read_text()
-    if accounting.name == "cpu.stat":
-        for line in text.splitlines():
-            key, value = line.split()
-            if key == "usage_usec":
-                return int(value) / 1e6
-        return 0.0
-    return int(text) / 1e9  # cpuacct.usage is in nanoseconds
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def tree_cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU of this process and all its descendants."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
-    return total + sum(_proc_cpu_seconds(child) for child in descendants(pid or os.getpid()))
-
-
-def descendants(pid: int) -> list[int]:
-    """Live descendants, from /proc/<pid>/task/<tid>/children (Linux)."""
-    found: list[int] = []
-    frontier = [pid]
-    while frontier:
-        parent = frontier.pop()
-        try:
-            tasks = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for tid in tasks:
-            try:
-                children = Path(f"/proc/{parent}/task/{tid}/children").read_text().split()
-            except OSError:
-                continue
-            found.extend(map(int, children))
-            frontier.extend(map(int, children))
-    return found
-
-
-def _proc_cpu_seconds(pid: int) -> float:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    # Fields after the command name (which may hold spaces): utime, stime are
-    # fields 14 and 15 of stat(5), and cutime, cstime (its reaped children) 16, 17.
-    fields = stat.rsplit(")", 1)[1].split()
-    return sum(int(value) for value in fields[11:15]) / _CLOCK_TICKS

@@ -36,9 +36,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loadtest.compare.runner import comma_list
-from loadtest.compare.servers import CompareError
 from loadtest.talk.perf1 import positive
+from loadtest.toolbox.errors import LabError
+from loadtest.toolbox.options import comma_list
 from services import VARIANTS
 from services.core.fib import fib
 from tests.conftest import Server, group_cpu_seconds, group_members, start_server
@@ -321,7 +321,7 @@ def bench_prefork(rounds: int, requests: int, pairs: int) -> None:
 def variant_list(text: str) -> list[str]:
     try:
         return comma_list(text, VARIANTS, "variant")
-    except CompareError as error:
+    except LabError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 

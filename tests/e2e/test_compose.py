@@ -24,7 +24,7 @@ import yaml
 from services import VARIANTS
 
 from .conftest import LocustLoad
-from .stack import PROJECT, ROOT, Prometheus, Stack, require_docker
+from .stack import PROJECT, PROMETHEUS_IMAGE, ROOT, Prometheus, Stack, require_docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -53,7 +53,8 @@ def test_compose_file_follows_the_design() -> None:
     for name, service in services.items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
-    assert services["prometheus"]["image"] == "prom/prometheus:v2.53.3"
+    # The 3.13 LTS line unless FIB_PROMETHEUS_VERSION says otherwise (docs/design.md §8)
+    assert services["prometheus"]["image"] == "prom/prometheus:${FIB_PROMETHEUS_VERSION:-v3.13.0}"
     assert services["grafana"]["image"].startswith("grafana/grafana-oss:")
 
 
@@ -116,11 +117,12 @@ def test_the_variants_image_takes_its_python_as_a_build_argument() -> None:
 
 
 def test_prometheus_config_passes_promtool() -> None:
+    """promtool of the Prometheus the stack runs (a 3.x: tests/e2e/test_prometheus.py)."""
     require_docker()
     config = ROOT / "prometheus" / "prometheus.yml"
     result = subprocess.run(
         ["docker", "run", "--rm", "--entrypoint", "/bin/promtool",
-         "-v", f"{config}:/prometheus.yml:ro", "prom/prometheus:v2.53.3",
+         "-v", f"{config}:/prometheus.yml:ro", PROMETHEUS_IMAGE,
          "check", "config", "/prometheus.yml"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

@@ -167,3 +167,26 @@ def get_when_up(url: str, timeout: float = 20.0) -> str:
             continue
         response.raise_for_status()
         return response.text
+
+
+# A real CPU hog for the noisy-machine tests (toolbox's machine, compare's
+# runner): a process that spins on one core for a bounded time, killed at the
+# end of the test whatever happens.
+HOG = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+
+
+@pytest.fixture
+def cpu_hog() -> Iterator[Callable[[float], subprocess.Popen[bytes]]]:
+    """Start a process that keeps one core busy for at most `seconds`."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(seconds: float) -> subprocess.Popen[bytes]:
+        hog = subprocess.Popen([sys.executable, "-c", HOG.format(seconds=seconds)])
+        started.append(hog)
+        time.sleep(0.3)  # past the interpreter's start-up
+        return hog
+
+    yield start
+    for hog in started:
+        hog.kill()
+        hog.wait(10)

@@ -4,7 +4,9 @@
 # table in-process (fast), then `locust -f loadtest/locustfile.py` as users
 # run it against real local variants: headless standalone, distributed
 # (master + 2 workers), and the web UI's form. The exporter's counters must
-# equal Locust's own totals.
+# equal Locust's own totals. Locust's own statistics keep fib(1)'s
+# sub-millisecond times (loadtest/swarm/bucketing.py): in --csv, through a
+# distributed master, and in the web UI's stats.
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import pytest
 import requests
 
 from loadtest.capacity.loadgen import free_port
+from loadtest.swarm.bucketing import bucket_ms
 from loadtest.swarm.client import LineConnection, fib_value
 from loadtest.swarm.exporter import BUCKETS, LatencyTable
 from tests.conftest import Server
@@ -219,6 +222,81 @@ def test_distributed_master_sums_both_workers(
     )
     # The users ran on both workers, so the totals above are sums over both.
     assert "Sending spawn jobs of 4 users at 100.00 spawn rate to 2 ready workers" in master.output
+
+
+# Percentiles of fib(1) that stay below a millisecond even on a busy
+# machine (one user on loopback: ~0.02-0.1 ms); the higher ones must at
+# least not be 0.
+SUB_MS_PERCENTILES = ("50%", "66%", "75%", "80%", "90%")
+NONZERO_PERCENTILES = ("95%", "98%", "99%")
+
+
+def check_sub_millisecond(row: dict[str, str]) -> None:
+    """A row of Locust's --csv for fib(1): median and percentiles in ms with
+    their fractions (Locust's own buckets would give 0)."""
+    assert 0.01 < float(row["Median Response Time"]) < 1.0, row
+    for column in SUB_MS_PERCENTILES:
+        value = float(row[column])
+        assert 0.01 < value < 1.0, (column, row)
+        assert bucket_ms(value) == value, (column, row)  # a key of the lab's buckets
+    assert all(float(row[column]) > 0.01 for column in NONZERO_PERCENTILES), row
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.mark.slow
+def test_headless_csv_shows_fib1s_sub_millisecond_percentiles(
+    spawn: Callable[..., Process], threads_server: Server, tmp_path: Path
+):
+    """The issue's acceptance check: one ShortUser, --csv."""
+    locust = spawn(
+        *locust_command(
+            "--headless", "-u", 1, "-t", "2s", "--stop-timeout", 0, "ShortUser",
+            "--host", f"tcp://127.0.0.1:{threads_server.port}", "--fib-metrics-port", 0,
+            "--csv", tmp_path / "run",
+        )
+    )  # fmt: skip
+    assert locust.wait(30) == 0, locust.output
+    rows = {row["Name"]: row for row in csv_rows(tmp_path / "run_stats.csv")}
+    assert int(rows["fib(1)"]["Request Count"]) > 100
+    check_sub_millisecond(rows["fib(1)"])
+    # the history file's last row: the run's percentiles so far, every second
+    last = csv_rows(tmp_path / "run_stats_history.csv")[-1]
+    assert 0.01 < float(last["50%"]) < 1.0, last
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["--worker", "--processes"])
+def test_distributed_master_keeps_the_workers_sub_millisecond_times(
+    spawn: Callable[..., Process], threads_server: Server, tmp_path: Path, workers: str
+):
+    """The workers' response-time keys reach the master's --csv intact: from a
+    worker that loads the locustfile itself, and from a --processes child
+    (forked after the master loaded it)."""
+    master_port = free_port()
+    run = (
+        "--headless", "-u", 1, "-t", "2s", "--stop-timeout", 0, "ShortUser",
+        "--host", f"tcp://127.0.0.1:{threads_server.port}", "--fib-metrics-port", 0,
+        "--master-bind-host", "127.0.0.1", "--master-bind-port", master_port,
+        "--csv", tmp_path / "run",
+    )  # fmt: skip
+    if workers == "--worker":
+        master = spawn(*locust_command("--master", "--expect-workers", 1, *run))
+        spawn(
+            *locust_command(
+                "--worker", "--master-host", "127.0.0.1", "--master-port", master_port,
+                "--fib-metrics-port", 0,
+            )
+        )  # fmt: skip
+    else:
+        master = spawn(*locust_command("--processes", 1, "--master-port", master_port, *run))
+    assert master.wait(60) == 0, master.output
+    rows = {row["Name"]: row for row in csv_rows(tmp_path / "run_stats.csv")}
+    assert int(rows["fib(1)"]["Request Count"]) > 100
+    check_sub_millisecond(rows["fib(1)"])
 
 
 @pytest.mark.slow
@@ -422,3 +500,23 @@ def test_web_ui_default_classes_start_a_short_user_then_a_long_one(
     start_and_count(web_ui, {**both, "user_count": "2"}, name="fib(30)", at_least=1)
     stop(web_ui)
     assert served(coro_server, 30) >= 1
+
+
+@pytest.mark.slow
+def test_web_ui_stats_show_fib1s_sub_millisecond_median(web_ui: str, threads_server: Server):
+    """/stats/requests, what the web UI's table and charts read: fib(1)'s
+    median and percentiles in ms with their fractions, not 0."""
+    report = start_and_count(web_ui, {**FORM, "user_classes": "ShortUser", "host": "threads"})
+    # The charts' current percentiles need a few seconds of Locust's cache.
+    deadline = time.monotonic() + 15
+    while report["current_response_time_percentiles"]["response_time_percentile_0.5"] is None:
+        assert time.monotonic() < deadline, report
+        time.sleep(0.5)
+        report = stats(web_ui)
+    stop(web_ui)
+    charted = report["current_response_time_percentiles"]
+    (row,) = (row for row in report["stats"] if row["name"] == "fib(1)")
+    assert 0.01 < row["median_response_time"] < 1.0, row
+    assert row["response_time_percentile_0.95"] > 0.01, row
+    assert 0.01 < charted["response_time_percentile_0.5"] < 1.0, charted
+    assert charted["response_time_percentile_0.95"] > 0.01, charted

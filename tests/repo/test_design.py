@@ -22,12 +22,16 @@ from prometheus_client.registry import CollectorRegistry
 
 from loadtest.capacity import points
 from loadtest.capacity import runner as capacity_runner
-from loadtest.compare import machine, runner
-from loadtest.compare.servers import Target
+from loadtest.compare import bottleneck, cli
+from loadtest.compare.environment import environment
+from loadtest.compare.plan import Plan
 from loadtest.compare.summary import Environment, LatencyMs, Run, TimelinePoint
 from loadtest.compare.verdicts import CHECKS, RULES
+from loadtest.swarm.bucketing import bucket_ms
 from loadtest.swarm.exporter import LatencyTable
 from loadtest.swarm.targets import parse_targets
+from loadtest.toolbox import machine
+from loadtest.toolbox.servers import Target
 from services import VARIANTS, module_name
 from services.core.metrics import Metrics
 from services.core.protocol import ErrorCode
@@ -211,9 +215,21 @@ def test_every_locust_metric_of_the_masters_exporter() -> None:
     check_metric_table(named_rows(4, "metric", prefix="locust_"), scraped(registry))
 
 
+def test_locusts_response_time_buckets() -> None:
+    """§5's bucket table: each example (`time` → `key`) is what bucket_ms gives."""
+    examples = 0
+    for row in table(5, "response time"):
+        pairs = re.findall(r"`([\d.]+)` → `([\d.]+)`", row[2])
+        assert pairs, f"§5: a bucket row without an example: {row}"
+        for milliseconds, key in pairs:
+            assert bucket_ms(float(milliseconds)) == float(key), row
+            examples += 1
+    assert examples >= 4
+
+
 def test_every_runner_option(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        runner.main(["--help"])
+        cli.main(["--help"])
     # each option's own line in the help (its text may wrap, at a hyphen too)
     listed = re.findall(r"^ {2}(?:-\w, )?(--[a-z][a-z-]*)", capsys.readouterr().out, re.MULTILINE)
     options = set(listed) - {"--help"}
@@ -221,8 +237,11 @@ def test_every_runner_option(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_every_summary_field_the_code_defines_or_writes() -> None:
-    plan = runner.Plan(list(VARIANTS), ["short"], 8.0, 2, 1.0, 1, 30, 1, 0.0)
-    written = runner.environment(plan, "local", 0.5).keys()
+    plan = Plan(
+        variants=list(VARIANTS), scenarios=["short"], duration=8.0, repeat=2, warmup=1.0,
+        short_n=1, long_n=30, short_users=1, rate=0.0,
+    )  # fmt: skip
+    written = environment(plan, "local", 0.5).keys()
     fields = set(written)
     for schema in (Environment, Run, LatencyMs, TimelinePoint):
         fields |= schema.__required_keys__ | schema.__optional_keys__
@@ -234,10 +253,10 @@ def test_every_summary_field_the_code_defines_or_writes() -> None:
 def test_the_bottleneck_thresholds() -> None:
     text = paragraph(6, "**Bottleneck.**", "**Verdicts**")
     thresholds = {
-        runner.ACHIEVED_SHARE,
-        runner.LOADGEN_SATURATED_PERCENT,
-        runner.SERVER_SPARE_CORES,
-        runner.CLIENT_SHARE_FACTOR,
+        bottleneck.ACHIEVED_SHARE,
+        bottleneck.LOADGEN_SATURATED_PERCENT,
+        bottleneck.SERVER_SPARE_CORES,
+        bottleneck.CLIENT_SHARE_FACTOR,
     }
     assert thresholds <= numbers(text), f"§6's bottleneck rule should state {thresholds}"
 

@@ -245,7 +245,7 @@ def test_sigterm_answers_every_line_received_before_it_and_no_later(variant: str
     assert late < 1.0, f"still answering {late:.1f} s after SIGTERM ({answered} replies)"
     code = server.process.wait(4)
     assert code == 0
-    assert "stopped (drained)" in "".join(server.output)
+    assert "stopped (drained)" in server.all_output()
 
 
 # -- out of file descriptors ------------------------------------------------------
@@ -259,8 +259,8 @@ def test_connection_cap_is_reachable_within_the_open_file_limit(variant: str, la
     # Room for a pool of 4; a pre-fork server's cap is per worker: one here.
     workers = "1" if variant == "prefork" else "4"
     server = launch(variant, "--pool-workers", workers, open_files=160)
-    said = re.search(r"serving at most (\d+) connections, not 1000", "".join(server.output))
-    assert said, "the server must say that it lowered its cap:\n" + "".join(server.output)
+    said = re.search(r"serving at most (\d+) connections, not 1000", server.all_output())
+    assert said, "the server must say that it lowered its cap:\n" + server.all_output()
     cap = int(said[1])
     assert 32 < cap < 160
     wait_for(lambda: server.metric("fib_connections_active") == 0, 5, "readiness client gone")

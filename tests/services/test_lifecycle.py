@@ -158,7 +158,7 @@ def test_sigterm_answers_request_in_flight_stops_accepting_and_exits(variant, la
         code = server.process.wait(10)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{variant} still running 10 s after SIGTERM:\n{''.join(server.output)}")
-    assert code == 0, "".join(server.output)
+    assert code == 0, server.all_output()
     group_empties(server.pid)
 
 
@@ -176,7 +176,7 @@ def test_sigterm_received_by_another_thread_still_stops_the_server(variant, laun
         code = server.process.wait(5)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{variant} still running 5 s after a thread got SIGTERM")
-    assert code == 0, "".join(server.output)
+    assert code == 0, server.all_output()
 
 
 # -- SIGKILL -----------------------------------------------------------------
@@ -275,7 +275,7 @@ def test_killed_pool_worker_costs_its_request_only(variant, launch):
     if reply.startswith(b"ERR"):
         assert server.metric("fib_errors_total", code="server-error") == 1
     # The replaced pool still shuts down cleanly.
-    assert server.stop(signal.SIGTERM) == 0, "".join(server.output)
+    assert server.stop(signal.SIGTERM) == 0, server.all_output()
     group_empties(server.pid)
 
 
@@ -320,7 +320,7 @@ def test_killed_prefork_worker_costs_its_own_connections_only(launch):
     finally:
         for client in clients:
             client.close()
-    assert server.stop(signal.SIGTERM) == 0, "".join(server.output)
+    assert server.stop(signal.SIGTERM) == 0, server.all_output()
     group_empties(server.pid)
 
 
@@ -516,8 +516,8 @@ def test_pool_returns_to_idle_after_repeated_worker_kills(variant, launch):
     # It still stops cleanly, leaving no process and no semaphore behind (the
     # resource tracker names leaked ones when the server is gone).
     os.kill(server.pid, signal.SIGTERM)
-    assert server.process.wait(15) == 0, "".join(server.output)
+    assert server.process.wait(15) == 0, server.all_output()
     group_empties(server.pid)
     assert server.reader is not None
     server.reader.join(5)
-    assert "leaked semaphore" not in "".join(server.output), "".join(server.output)
+    assert "leaked semaphore" not in server.all_output(), server.all_output()

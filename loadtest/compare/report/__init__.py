@@ -9,16 +9,18 @@
 #   python -m loadtest.compare.report results/DIR/summary.json [--out DIR]
 #
 # regenerates the report from a saved summary; with --baseline OLD/summary.json
-# it compares the run with that earlier one instead (baseline.py).
+# it compares the run with that earlier one instead (baseline.py, on
+# loadtest.toolbox.baseline's model).
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from loadtest.compare.report.baseline import one_line, write_baseline
+from loadtest.compare.report.baseline import write_baseline
 from loadtest.compare.report.plots import plot_convoy, plot_cpu, plot_gil, plot_latency, plot_rps
 from loadtest.compare.report.tables import render_markdown
 from loadtest.compare.summary import (
@@ -29,12 +31,20 @@ from loadtest.compare.summary import (
     load_summary,
     variants_of,
 )
-from loadtest.compare.verdicts import verdicts
+from loadtest.compare.verdicts import Verdict, verdicts
+from loadtest.toolbox.baseline import BaselineError, one_line
 
 
-def write_report(summary: Mapping[str, object] | Summary, out_dir: Path) -> list[Path]:
-    """Write summary.md and the plots into out_dir; return their paths (summary.md first)."""
+@dataclass(frozen=True)
+class Report:
+    paths: list[Path]  # summary.md first, then the plots
+    verdicts: list[Verdict]  # as summary.md gives them, for the caller to print
+
+
+def write_report(summary: Mapping[str, object] | Summary, out_dir: Path) -> Report:
+    """Write summary.md and the plots into out_dir."""
     checked = check_summary(summary)
+    found = verdicts(checked)
     out_dir.mkdir(parents=True, exist_ok=True)
     groups = group_runs(checked)
     variants = variants_of(checked)
@@ -51,8 +61,8 @@ def write_report(summary: Mapping[str, object] | Summary, out_dir: Path) -> list
         if (gil := plot_gil(groups, variants, out_dir / "gil.png")) is not None:
             plots.append(gil)
     markdown = out_dir / "summary.md"
-    markdown.write_text(render_markdown(checked, groups, verdicts(checked), plots), "utf-8")
-    return [markdown, *plots]
+    markdown.write_text(render_markdown(checked, groups, found, plots), "utf-8")
+    return Report([markdown, *plots], found)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.baseline is not None:
         try:
             comparison, written = write_baseline(args.baseline, args.summary, out_dir)
-        except SummaryError as error:
+        except (SummaryError, BaselineError) as error:
             print(f"loadtest.compare.report: {error}", file=sys.stderr)
             return 2
         print(one_line(comparison))
@@ -84,13 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {path}")
         return 0
     try:
-        summary = load_summary(args.summary)
-        written = write_report(summary, out_dir)
+        report = write_report(load_summary(args.summary), out_dir)
     except SummaryError as error:
         print(f"loadtest.compare.report: {error}", file=sys.stderr)
         return 2
-    for verdict in verdicts(summary):
+    for verdict in report.verdicts:
         print(verdict.line())
-    for path in written:
+    for path in report.paths:
         print(f"wrote {path}")
     return 0

@@ -13,24 +13,23 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, PercentFormatter
+from matplotlib.ticker import PercentFormatter
 
-from loadtest.compare.report.tables import LATENCY_COLUMNS, LOADGEN_MARK
+from loadtest.compare.report.tables import LATENCY_COLUMNS
 from loadtest.compare.summary import (
-    NOISY_MARK,
     Run,
     RunGroup,
-    Spread,
     TimelinePoint,
     cpu_cores,
     group_figure,
     run_number,
-    variant_order,
 )
+from loadtest.toolbox.formats import LOADGEN_MARK, NOISY_MARK
+from loadtest.toolbox.plots import log_axis, series_color, variant_color
+from loadtest.toolbox.spread import Spread
 
 LOADGEN_HATCH = "///"
 NOISY_HATCH = "xx"
@@ -64,39 +63,6 @@ class Series:
             [group.noisy if group else False for group in groups],
             [group.gap if group else None for group in groups],
         )
-
-
-def variant_color(variant: str) -> tuple[float, float, float, float]:
-    # stable across reports: the variant's place in the talk's order
-    index = variant_order(variant)[0]
-    color: tuple[float, float, float, float] = colormaps["tab10"](index % 10)
-    return color
-
-
-def series_color(index: int) -> tuple[float, float, float, float]:
-    color: tuple[float, float, float, float] = colormaps["tab10"](index % 10)
-    return color
-
-
-def plain_number(value: float, _position: object = None) -> str:
-    # 10,000 and 0.05 rather than 10^4 and 5x10^-2: readers compare with the tables
-    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
-
-
-def log_axis(ax: Axes, *, show_zero: bool = False) -> None:
-    if show_zero:
-        # symlog: logarithmic above 1, linear below, so 0 req/s is on the axis
-        ax.set_yscale("symlog", linthresh=1)
-    else:
-        ax.set_yscale("log")
-
-        def minor_label(value: float, _position: object = None) -> str:
-            # label minor ticks only when the axis spans under two decades
-            low, high = ax.get_ylim()
-            return plain_number(value) if low > 0 and high / low < 100 else ""
-
-        ax.yaxis.set_minor_formatter(FuncFormatter(minor_label))
-    ax.yaxis.set_major_formatter(FuncFormatter(plain_number))
 
 
 def grouped_bars(

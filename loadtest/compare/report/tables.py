@@ -7,33 +7,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from loadtest.compare.summary import (
-    NOISY_MARK,
     Run,
     RunGroup,
-    Spread,
     Summary,
     cpu_cores,
     drop_factor,
     find_group,
-    fmt_factor,
-    fmt_ms,
-    fmt_rps,
-    fmt_seconds,
     group_figure,
     noisy_threshold,
-    plural,
     run_number,
-    spread,
     variants_of,
 )
 from loadtest.compare.verdicts import RULES, Verdict
 from loadtest.talk import figures as talk
+from loadtest.toolbox.formats import (
+    LOADGEN_MARK,
+    NOISY_MARK,
+    Format,
+    fixed,
+    fmt_cores,
+    fmt_count,
+    fmt_cpu_per_request,
+    fmt_factor,
+    fmt_ms,
+    fmt_rps,
+    fmt_seconds,
+    markdown_table,
+    marks,
+    percent_or_dash,
+    plural,
+    spread_text,
+)
+from loadtest.toolbox.spread import Spread, spread
 
-LOADGEN_MARK = "†"
 LOADGEN_NOTE = (
     f"{LOADGEN_MARK} limited by the load generator (its CPU or its achieved rate) in at least "
     "one repeat: the figure says what the client could do, not what the server can."
@@ -51,50 +61,21 @@ def noisy_note(threshold: float) -> str:
     )
 
 
-def marks(group: RunGroup | None) -> str:
+def group_marks(group: RunGroup | None) -> str:
     if group is None:
         return ""
-    return (LOADGEN_MARK if group.loadgen_bound else "") + (NOISY_MARK if group.noisy else "")
+    return marks(loadgen=group.loadgen_bound, noisy=group.noisy)
 
 
-def cell(
-    figure: Spread | None, fmt: Callable[[float | None], str], group: RunGroup | None = None
-) -> str:
+def cell(figure: Spread | None, fmt: Format, group: RunGroup | None = None) -> str:
     """Median, its spread over repeats (min–max) when they differ, then the group's marks
     († loadgen-bound, ‡ noisy)."""
     if figure is None:
         return "–"
-    text = fmt(figure.median)
-    low, high = fmt(figure.low), fmt(figure.high)
-    if low != high:
-        text += f" ({low}–{high})"
-    return text + marks(group)
-
-
-def fixed(digits: int) -> Callable[[float | None], str]:
-    """A formatter with `digits` decimals ("–" for no figure)."""
-    return lambda value: "–" if value is None else f"{value:.{digits}f}"
-
-
-fmt_cores = fixed(2)
-
-
-def percent_or_dash(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0%}"
-
-
-def fmt_count(value: float | None) -> str:
-    return "–" if value is None else f"{value:,.0f}"
+    return spread_text(figure, fmt) + group_marks(group)
 
 
 # --- summary.md ----------------------------------------------------------------
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(text.replace("|", "\\|") for text in cells) + " |"
-
-    return [line(header), "|" + "---|" * len(header), *(line(row) for row in rows)]
 
 
 def lab_figure(figure: talk.TalkFigure, groups: Sequence[RunGroup]) -> str:
@@ -111,23 +92,23 @@ def lab_figure(figure: talk.TalkFigure, groups: Sequence[RunGroup]) -> str:
         if group is None:
             return "not run"
         if seconds is None:
-            return (group.gap or "no figure") + marks(group)
+            return (group.gap or "no figure") + group_marks(group)
         text = fmt_seconds(seconds.median)
         one = find_group(groups, variant, "long", 1)
         base = one.stat("seconds_per_request") if one else None
         if clients > 1 and base is not None and base.median > 0:
             text += f" ({seconds.median / base.median:.2f}× 1 client)"
-        return text + marks(group)
+        return text + group_marks(group)
     if figure.measure == "short_rps":
         group = find_group(groups, variant, "short")
         if group is None:
             return "not run"
-        return f"{fmt_rps(group.median('rps'))} req/s" + marks(group)
+        return f"{fmt_rps(group.median('rps'))} req/s" + group_marks(group)
     group = find_group(groups, variant, "convoy")  # convoy_during_rps
     if group is None:
         return "not run"
     before, during = group.median("short_rps_before"), group.median("short_rps_during")
-    return f"{fmt_rps(during)} req/s (from {fmt_rps(before)}){marks(group)}"
+    return f"{fmt_rps(during)} req/s (from {fmt_rps(before)}){group_marks(group)}"
 
 
 def verdict_table(found: Sequence[Verdict], *, with_talk: bool) -> list[str]:
@@ -152,7 +133,7 @@ def verdict_table(found: Sequence[Verdict], *, with_talk: bool) -> list[str]:
     if with_talk:
         header.append("talk (video time)")
     return [
-        *table(header, rows),
+        *markdown_table(header, rows),
         "",
         "*margin*: how far the lab's figure is from the rule's bound, as a factor (a 30× "
         "collapse against a 10× rule has 3× to spare): a margin near 1 is a verdict that a "
@@ -230,7 +211,9 @@ def talk_section(
         ]
         for figure in talk.FIGURES
     ]
-    lines += table(["experiment", "lab variant", "talk", "talk's words", "video", "lab"], rows)
+    lines += markdown_table(
+        ["experiment", "lab variant", "talk", "talk's words", "video", "lab"], rows
+    )
     lines += ["", f"Video: {talk.TALK_VIDEO} (times are caption start times).", ""]
     return lines
 
@@ -278,7 +261,7 @@ def runs_section(groups: Sequence[RunGroup]) -> list[str]:
         "replies that arrived in it, the latency of the requests that ran wholly inside it, "
         "and the server's CPU in it.",
         "",
-        *table(header, rows),
+        *markdown_table(header, rows),
         "",
     ]
 
@@ -288,12 +271,6 @@ def foreign_cell(group: RunGroup) -> str:
     if group.noisy:
         text += f" noisy {NOISY_MARK} ({group.noisy_runs}/{len(group.runs)})"
     return text
-
-
-def fmt_cpu_per_request(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value * 1e6:,.1f} µs" if value < 0.01 else f"{value:.3f} s"
 
 
 def long_section(groups: Sequence[RunGroup]) -> list[str]:
@@ -347,7 +324,7 @@ def long_section(groups: Sequence[RunGroup]) -> list[str]:
         "stage; req/s, replies and CPU: what arrived or was spent during it (a request in "
         "flight at a boundary spends CPU in both stages).",
         "",
-        *table(header, rows),
+        *markdown_table(header, rows),
         "",
     ]
 
@@ -370,7 +347,7 @@ def convoy_section(groups: Sequence[RunGroup]) -> list[str]:
     return [
         "## Convoy: steady short requests, then one long request joins",
         "",
-        *table(
+        *markdown_table(
             [
                 "variant",
                 "short req/s before",
@@ -416,7 +393,7 @@ def environment_section(summary: Summary) -> list[str]:
         else:
             rows.append([key, "–" if value is None else str(value)])
     rows += machine_rows(summary)
-    return ["## Environment", "", *table(["", ""], rows), ""]
+    return ["## Environment", "", *markdown_table(["", ""], rows), ""]
 
 
 def machine_rows(summary: Summary) -> list[list[str]]:

@@ -37,7 +37,7 @@ from loadtest.capacity.anchor import (
     running_redis,
 )
 from loadtest.capacity.loadgen import free_port
-from loadtest.compare import machine
+from loadtest.toolbox import machine
 from tests.conftest import ROOT, unavailable
 
 MEASURED_CONNECTIONS = (1, 4)

@@ -13,7 +13,7 @@ import pytest
 
 from loadtest.capacity.loadgen import LocustSwarm, process_tree_cpu
 from loadtest.capacity.points import counter_delta, measure
-from loadtest.compare.servers import Target, local_variant, scrape
+from loadtest.toolbox.servers import Target, local_variant, scrape
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ from loadtest.capacity.points import (
     latency_ms,
     quantile,
 )
-from loadtest.compare.servers import Samples
+from loadtest.toolbox.servers import Samples
 
 
 def key(metric: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:

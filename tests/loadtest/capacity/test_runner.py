@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from loadtest.capacity.runner import capacity_of
+from loadtest.capacity.runner import capacity_of, main
 from tests.conftest import ROOT
 
 
@@ -60,13 +60,21 @@ def test_the_capacity_is_the_best_server_bound_point_at_the_fewest_connections()
     ],
 )
 def test_bad_input_exits_2_naming_the_culprit(
-    args: list[str], culprit: str, tmp_path: Path
+    args: list[str], culprit: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = run_capacity(*args, "--out", str(tmp_path / "out"), timeout=60)
-    assert result.returncode == 2, result.stderr
-    assert culprit in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    # in this process: each check comes before anything is started
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert culprit in error
+    assert len(error.strip().splitlines()) == 1, error
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_the_command_exits_2_on_bad_input(tmp_path: Path) -> None:
+    result = run_capacity("--connections", "1,0", "--out", str(tmp_path / "out"), timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "--connections '1,0'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 @pytest.mark.slow

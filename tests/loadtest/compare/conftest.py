@@ -1,32 +1,67 @@
 # tests/loadtest/compare/conftest.py
 #
-# A real CPU hog for the noisy-machine tests: a process that spins on one
-# core for a bounded time, killed at the end of the test whatever happens.
+# `python -m loadtest.compare` as a user runs it, and real runs that several
+# tests read: each such run is made once per session, and only when a test
+# asks for it (a quick run still takes about 15 s on 2 cores).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-HOG = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+from tests.conftest import ROOT
+
+# threads alone, short and convoy, the shortest runs, two repeats (a spread
+# to judge changes by), no warm-up
+QUICK_THREADS = (
+    "--variants", "threads", "--scenarios", "short,convoy", "--duration", "3",
+    "--repeat", "2", "--warmup", "0", "--long-n", "27",
+)  # fmt: skip
 
 
-@pytest.fixture
-def cpu_hog() -> Iterator[Callable[[float], subprocess.Popen[bytes]]]:
-    """Start a process that keeps one core busy for at most `seconds`."""
-    started: list[subprocess.Popen[bytes]] = []
+def run_compare(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "loadtest.compare", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
 
-    def start(seconds: float) -> subprocess.Popen[bytes]:
-        hog = subprocess.Popen([sys.executable, "-c", HOG.format(seconds=seconds)])
-        started.append(hog)
-        time.sleep(0.3)  # past the interpreter's start-up
-        return hog
 
-    yield start
-    for hog in started:
-        hog.kill()
-        hog.wait(10)
+@dataclass(frozen=True)
+class RealRun:
+    result: subprocess.CompletedProcess[str]
+    out: Path  # the report's folder
+
+    @property
+    def summary_path(self) -> Path:
+        return self.out / "summary.json"
+
+    def summary(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.summary_path.read_text("utf-8"))
+        return data
+
+
+def quick_threads_run(out: Path) -> RealRun:
+    result = run_compare(*QUICK_THREADS, "--out", str(out), timeout=120)
+    assert result.returncode == 0, result.stderr
+    return RealRun(result, out)
+
+
+@pytest.fixture(scope="session")
+def quick_threads(tmp_path_factory: pytest.TempPathFactory) -> RealRun:
+    """A quick real run of threads (QUICK_THREADS). Shared: a test may add files to its
+    folder, never change what the run wrote."""
+    return quick_threads_run(tmp_path_factory.mktemp("quick-threads"))
+
+
+@pytest.fixture(scope="session")
+def quick_threads_again(
+    quick_threads: RealRun, tmp_path_factory: pytest.TempPathFactory
+) -> RealRun:
+    """The same command run a second time, after quick_threads."""
+    return quick_threads_run(tmp_path_factory.mktemp("quick-threads-again"))

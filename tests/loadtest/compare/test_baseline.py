@@ -5,7 +5,8 @@
 # test_verdicts.py's builders: a regression outside both spreads, a change
 # inside them, a noisy and a loadgen-bound figure, single repeats, a changed
 # verdict, mismatched settings, bad files), the two real runs stored in
-# docs/results/, and two real quick runs of the comparison runner.
+# docs/results/, and two real quick runs of the comparison runner (the
+# session's shared ones, conftest.py).
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from typing import Any
 import pytest
 
 from loadtest.compare.report import main
-from loadtest.compare.report.baseline import (
+from loadtest.compare.report.baseline import compare_side, load_side, write_baseline
+from loadtest.compare.summary import check_summary
+from loadtest.toolbox.baseline import (
     BETTER,
     CHANGED,
     NO_SPREAD,
@@ -30,14 +33,10 @@ from loadtest.compare.report.baseline import (
     WORSE,
     Comparison,
     FigureChange,
-    compare,
-    compare_side,
-    load_side,
-    write_baseline,
+    compare_sides,
 )
-from loadtest.compare.summary import check_summary
 from tests.conftest import ROOT
-from tests.loadtest.compare.test_runner import run_compare
+from tests.loadtest.compare.conftest import RealRun
 from tests.loadtest.compare.test_verdicts import a_summary, convoy_run, noisy, short_run
 
 # --- synthetic pairs --------------------------------------------------------------
@@ -115,7 +114,7 @@ def pair(tmp_path: Path) -> tuple[Path, Path]:
 def synthetic_comparison() -> Comparison:
     old = compare_side(check_summary(a_summary(old_runs())), Path("old/summary.json"))
     new = compare_side(check_summary(a_summary(new_runs())), Path("new/summary.json"))
-    return compare(old, new)
+    return compare_sides(old, new)
 
 
 def figure_change(
@@ -231,7 +230,7 @@ def test_differing_settings_are_warned_about(tmp_path: Path) -> None:
     # a runner that pinned nothing says null; one from before pinning says nothing
     unpinned = a_summary(new_runs())
     unpinned["environment"]["pinning"] = None
-    same = compare(
+    same = compare_sides(
         compare_side(check_summary(old_summary), Path("a")),
         compare_side(check_summary(unpinned), Path("b")),
     )
@@ -268,7 +267,7 @@ def test_differing_settings_are_warned_about(tmp_path: Path) -> None:
 def test_rows_in_one_run_only_are_listed_not_compared() -> None:
     new = a_summary([r for r in new_runs() if r["variant"] != "sync"])
     new["runs"].append(short_run("prefork", 9_000.0, 0))
-    comparison = compare(
+    comparison = compare_sides(
         compare_side(check_summary(a_summary(old_runs())), Path("a")),
         compare_side(check_summary(new), Path("b")),
     )
@@ -443,16 +442,11 @@ def test_the_stored_pair_of_modern_runs(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_real_quick_runs_compare_median_by_median(tmp_path: Path) -> None:
-    outs = [tmp_path / name for name in ("old", "new")]
-    for out in outs:
-        result = run_compare(
-            "--variants", "threads", "--scenarios", "short,convoy", "--duration", "3",
-            "--repeat", "2", "--warmup", "0", "--long-n", "27", "--out", str(out),
-            timeout=120,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-    old, new = (out / "summary.json" for out in outs)
+def test_two_real_quick_runs_compare_median_by_median(
+    quick_threads: RealRun, quick_threads_again: RealRun
+) -> None:
+    # the session's two runs of one command (each asserted to exit 0)
+    old, new = quick_threads.summary_path, quick_threads_again.summary_path
     done = report_cli("--baseline", str(old), str(new))
     assert done.returncode == 0, done.stderr
     assert f"wrote {new.parent / 'baseline.json'}" in done.stdout

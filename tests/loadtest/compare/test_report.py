@@ -78,7 +78,7 @@ def lab_with_one_loadgen_bound_repeat() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def full_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], str]:
     out = tmp_path_factory.mktemp("report")
-    written = write_report(lab_with_one_loadgen_bound_repeat(), out)
+    written = write_report(lab_with_one_loadgen_bound_repeat(), out).paths
     return written, (out / "summary.md").read_text("utf-8")
 
 
@@ -204,7 +204,7 @@ def test_cli_rejects_a_bad_summary_clearly(
 
 def test_report_without_convoy_runs_has_no_convoy_plot(tmp_path: Path) -> None:
     runs = [r for r in plausible_runs(("threads",), repeats=1) if r["scenario"] == "short"]
-    written = write_report(a_summary(runs), tmp_path)
+    written = write_report(a_summary(runs), tmp_path).paths
     assert [path.name for path in written] == ["summary.md", "rps.png", "latency.png", "cpu.png"]
     markdown = written[0].read_text("utf-8")
     assert "No rule applies" in markdown
@@ -372,7 +372,7 @@ def test_a_run_with_the_gil_probe_gets_a_gil_plot_and_column(tmp_path: Path) -> 
     for run in runs:
         if run["scenario"] != "long":
             run["gil_wait_share"] = 0.4 if run["variant"] == "threads" else 0.03
-    written = write_report(a_summary(runs), tmp_path)
+    written = write_report(a_summary(runs), tmp_path).paths
     assert [path.name for path in written][-1] == "gil.png"
     with Image.open(tmp_path / "gil.png") as image:
         assert image.width > 800
@@ -385,6 +385,17 @@ def test_a_run_with_the_gil_probe_gets_a_gil_plot_and_column(tmp_path: Path) -> 
 
 
 def test_a_run_without_the_gil_probe_draws_no_gil_plot(tmp_path: Path) -> None:
-    written = write_report(a_summary(plausible_runs(("threads",), repeats=1)), tmp_path)
+    written = write_report(a_summary(plausible_runs(("threads",), repeats=1)), tmp_path).paths
     assert "gil.png" not in [path.name for path in written]
     assert not (tmp_path / "gil.png").exists()
+
+
+def test_the_report_gives_back_the_verdicts_it_wrote(tmp_path: Path) -> None:
+    # the runner and the command print them: judged once, not again
+    summary = a_summary(plausible_runs(("threads", "coro"), repeats=1))
+    report = write_report(summary, tmp_path)
+    assert report.verdicts == verdicts(check_summary(summary))
+    assert report.verdicts, "threads and coro have rules"
+    markdown = report.paths[0].read_text("utf-8")
+    for verdict in report.verdicts:
+        assert f"| {verdict.mark} {verdict.status} | {verdict.variant} |" in markdown

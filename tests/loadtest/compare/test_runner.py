@@ -9,35 +9,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from loadtest.compare.machine import NOISY_FOREIGN_CORES
-from loadtest.compare.runner import (
-    MIN_DURATION,
-    bottleneck,
-    choose_long_n,
-    comma_list,
-    main,
-    stage_runs,
-)
-from loadtest.compare.servers import CompareError
-from loadtest.compare.summary import Run, check_summary
+from loadtest.compare.bottleneck import bottleneck
+from loadtest.compare.cli import MIN_DURATION, main
+from loadtest.compare.plan import choose_long_n
+from loadtest.compare.runner import stage_runs
+from loadtest.compare.summary import check_summary
 from loadtest.compare.verdicts import verdicts
-from tests.conftest import ROOT
-from tests.loadtest.compare.test_servers import scrapes_of
+from loadtest.toolbox.machine import NOISY_FOREIGN_CORES
+from tests.loadtest.compare.conftest import RealRun, run_compare
+from tests.loadtest.toolbox.test_servers import scrapes_of
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def run_compare(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "loadtest.compare", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
 
 
 @pytest.mark.slow
@@ -45,12 +32,12 @@ def test_quick_compare_writes_a_valid_report_with_convoy_verdicts(tmp_path: Path
     out = tmp_path / "report"
     result = run_compare(
         "--variants", "threads,threads-procpool", "--scenarios", "short,convoy",
-        "--duration", "4", "--repeat", "1", "--warmup", "1", "--long-n", "30",
+        "--duration", "3", "--repeat", "1", "--warmup", "1", "--long-n", "30",
         "--out", str(out),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "[1/4] threads: short, repeat 1/1" in result.stderr, "progress is shown"
-    assert "4 s x 1 repeat; " in result.stderr, "1 repeat, not 1 repeats"
+    assert "3 s x 1 repeat; " in result.stderr, "1 repeat, not 1 repeats"
     assert "long fib(30): " in result.stderr
     assert " s in this process" in result.stderr
 
@@ -215,21 +202,21 @@ def test_each_long_stage_of_a_real_run_has_its_own_figures(tmp_path: Path):
 
 @pytest.mark.slow
 def test_a_cpu_hog_during_a_run_marks_it_noisy(
-    tmp_path: Path, cpu_hog: Callable[[float], subprocess.Popen[bytes]]
+    tmp_path: Path,
+    cpu_hog: Callable[[float], subprocess.Popen[bytes]],
+    quick_threads: RealRun,
 ):
-    def convoy_on_threads(out: Path) -> tuple[subprocess.CompletedProcess[str], Run]:
-        result = run_compare(
-            "--variants", "threads", "--scenarios", "convoy", "--duration", "4",
-            "--repeat", "1", "--warmup", "0", "--long-n", "28", "--out", str(out),
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-        (run,) = check_summary(json.loads((out / "summary.json").read_text()))["runs"]
-        return result, run
-
-    _, quiet = convoy_on_threads(tmp_path / "quiet")
+    # the quiet side: a convoy on threads from the session's shared quick run
+    runs = check_summary(quick_threads.summary())["runs"]
+    quiet = next(run for run in runs if run["scenario"] == "convoy")
     hog = cpu_hog(40.0)  # longer than the run; killed as soon as it is done
-    result, noisy = convoy_on_threads(tmp_path / "noisy")
+    result = run_compare(
+        "--variants", "threads", "--scenarios", "convoy", "--duration", "3",
+        "--repeat", "1", "--warmup", "0", "--long-n", "28", "--out", str(tmp_path / "noisy"),
+    )  # fmt: skip
     hog.kill()
+    assert result.returncode == 0, result.stderr
+    (noisy,) = check_summary(json.loads((tmp_path / "noisy" / "summary.json").read_text()))["runs"]
 
     # a whole core spinning, seen as other processes' CPU; the quiet run may
     # have neighbours too on a shared machine, but not a whole core more
@@ -258,8 +245,6 @@ def test_bad_arguments_get_a_clear_error(capsys: pytest.CaptureFixture[str]):
     assert "unknown variant nope" in capsys.readouterr().err
     assert main(["--long-n", "many"]) == 2
     assert "--long-n 'many'" in capsys.readouterr().err
-    with pytest.raises(CompareError, match="unknown scenario"):
-        comma_list("short,medium", ("short", "long", "convoy"), "scenario")
 
 
 def test_long_n_is_chosen_by_duration_here():

@@ -22,14 +22,13 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.core.cpu import tree_cpu_seconds
 from services.core.metrics import (
     DURATION_BUCKETS,
     CpuCollector,
     Metrics,
     NullMetrics,
-    cgroup_cpu_seconds,
     merge_families,
-    tree_cpu_seconds,
 )
 from services.core.protocol import ErrorCode
 
@@ -338,26 +337,6 @@ def test_cpu_counts_descendants_while_they_run(program: str) -> None:
     assert readings[-1] - before - own >= 0.5
     # Reaped, the child is counted through RUSAGE_CHILDREN: still no decrease.
     assert cpu_counter(collector) >= readings[-1]
-
-
-def test_tree_cpu_seconds_counts_this_process() -> None:
-    start = tree_cpu_seconds()
-    end = time.process_time() + 0.2
-    while time.process_time() < end:
-        pass
-    assert tree_cpu_seconds() - start >= 0.15
-
-
-def test_cgroup_v2_cpu_stat(tmp_path: Path) -> None:
-    stat = tmp_path / "cpu.stat"
-    stat.write_text("usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n")
-    assert cgroup_cpu_seconds(stat) == 2.5
-
-
-def test_cgroup_v1_cpuacct_usage(tmp_path: Path) -> None:
-    usage = tmp_path / "cpuacct.usage"
-    usage.write_text("1500000000\n")
-    assert cgroup_cpu_seconds(usage) == 1.5
 
 
 def test_auto_source_outside_a_container_is_the_process_tree() -> None:

@@ -22,6 +22,10 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families as text_families
 from prometheus_client.registry import Collector
 
 from services.core.metrics import Metrics
@@ -32,6 +36,7 @@ from services.core.metrics_http import (
     start_scrape_server,
 )
 from tests.conftest import wait_for
+from tests.repo.prometheus3 import PROMETHEUS_3_ACCEPT, scrape_content_type_problem
 
 REQUEST = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n"
 
@@ -163,6 +168,22 @@ def test_metrics_serve_binds_and_serves_the_registry() -> None:
     assert "fib_info{" in response.text
 
 
+@pytest.mark.parametrize("accept", [PROMETHEUS_3_ACCEPT, None], ids=["prometheus-3", "none"])
+def test_a_scrape_has_a_content_type_prometheus_3_parses(start: Start, accept: str | None) -> None:
+    """Prometheus 3 fails a scrape without a valid Content-Type (the lab sets
+    no fallback_scrape_protocol), and reads the body in the format it names."""
+    server = start(Metrics("threads", cpu_source="process").registry)
+    response = requests.get(url(server), headers={"Accept": accept}, timeout=5)
+    assert response.status_code == 200
+    content_type = response.headers.get("Content-Type")
+    assert scrape_content_type_problem(content_type) is None, content_type
+    openmetrics = str(content_type).startswith("application/openmetrics-text")
+    assert openmetrics == (accept is not None), content_type  # what Prometheus 3 asks first
+    parse = openmetrics_families if openmetrics else text_families
+    names = {family.name for family in parse(response.text)}
+    assert "fib_request_duration_seconds" in names, names
+
+
 # -- garbage -------------------------------------------------------------------
 
 
@@ -211,6 +232,7 @@ def test_a_head_longer_than_the_limit_is_answered_431(start: Start) -> None:
 # -- the deadline --------------------------------------------------------------
 
 
+@pytest.mark.serial  # the deadline to a few tenths of a second: alone
 def test_a_client_trickling_its_request_is_cut_off_at_the_deadline(start: Start) -> None:
     deadline = 1.0
     server = start(small_registry(), deadline=deadline)
@@ -229,6 +251,7 @@ def test_a_client_trickling_its_request_is_cut_off_at_the_deadline(start: Start)
     wait_for(lambda: server.open_connections() == 0, 2, "the slot freed")
 
 
+@pytest.mark.serial  # the deadline to a few tenths of a second: alone
 def test_a_client_that_never_reads_its_reply_is_cut_off_at_the_deadline(start: Start) -> None:
     deadline = 2.0
     server = start(HugeCollector(), deadline=deadline)

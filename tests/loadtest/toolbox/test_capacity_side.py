@@ -1,5 +1,9 @@
-# A capacity run against a baseline: its points side by side, never judged
-# (one measurement per point), generator-bound and noisy points marked.
+# tests/loadtest/toolbox/test_capacity_side.py
+#
+# A capacity run against a baseline (loadtest/toolbox/capacity_side.py,
+# through `python -m loadtest.compare.report --baseline`): its points side by
+# side, never judged (one measurement per point), generator-bound and noisy
+# points marked.
 
 from __future__ import annotations
 

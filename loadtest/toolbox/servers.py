@@ -1,6 +1,6 @@
-# loadtest/compare/servers.py
+# loadtest/toolbox/servers.py
 #
-# The variants under test, as the comparison runner sees them: started as
+# The variants under test, as both runners see them: started as
 # local processes on free ports, found in the compose network, or given as
 # addresses; checked to answer; and read from their own /metrics (docs/design.md
 # §4): before and after each run, and every SAMPLE_PERIOD during a long run so
@@ -26,17 +26,14 @@ from typing import IO, Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadtest.compare.machine import format_cpus
 from loadtest.swarm.client import LineConnection, fib_value
 from loadtest.swarm.targets import CONTAINER_PORT, TargetError, parse_address
+from loadtest.toolbox.errors import LabError
+from loadtest.toolbox.machine import format_cpus
 from services import PYTHON_NEEDED, VARIANTS
 from services.health import check as health_check
 
 SERVER_METRICS_PORT = 9100  # docs/design.md §2 default, also inside every container
-
-
-class CompareError(Exception):
-    """A setting or a target that makes the comparison impossible."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +58,7 @@ def python_image(version: str) -> str:
     """The variants image on CPython `version`, built from this checkout
     (services/Dockerfile's PYTHON_VERSION); its tag."""
     if not re.fullmatch(r"3\.\d+", version):
-        raise CompareError(f"--python {version!r}: expected a CPython version such as 3.14")
+        raise LabError(f"--python {version!r}: expected a CPython version such as 3.14")
     tag = f"fiblab-services:py{version}"
     print(f"building {tag} (services/Dockerfile on python:{version}-slim)", file=sys.stderr)
     try:
@@ -71,9 +68,9 @@ def python_image(version: str) -> str:
             cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False,
         )  # fmt: skip
     except FileNotFoundError:
-        raise CompareError("--python needs Docker: no docker client on PATH") from None
+        raise LabError("--python needs Docker: no docker client on PATH") from None
     if built.returncode:
-        raise CompareError(f"--python {version}: building {tag} failed: {built.stderr[-800:]}")
+        raise LabError(f"--python {version}: building {tag} failed: {built.stderr[-800:]}")
     return tag
 
 
@@ -99,7 +96,7 @@ def local_command(
             ["docker", "image", "inspect", image], capture_output=True, check=False
         )
         if found.returncode:
-            raise CompareError(
+            raise LabError(
                 f"{variant} needs Python {needed[0]}.{needed[1]} (this is "
                 f"{sys.version.split()[0]}) and its image {image} is not built: "
                 f"`docker compose build {variant}` builds it"
@@ -143,7 +140,7 @@ def local_variant(
                 yield Target(variant, match[1], int(match[2]), metrics_url)
                 break
         else:
-            raise CompareError(f"{variant} did not start (exit code {process.wait()})")
+            raise LabError(f"{variant} did not start (exit code {process.wait()})")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGTERM)
@@ -174,14 +171,14 @@ def parse_targets(specs: Sequence[str], metrics_port: int) -> dict[str, Target]:
     for spec in specs:
         variant, sep, address = spec.partition("=")
         if not sep or variant not in VARIANTS:
-            raise CompareError(
+            raise LabError(
                 f"--target {spec!r}: expected VARIANT=HOST:PORT with VARIANT one of "
                 f"{', '.join(VARIANTS)}"
             )
         try:
             host, port = parse_address(address)
         except TargetError as error:
-            raise CompareError(f"--target {spec!r}: {error}") from None
+            raise LabError(f"--target {spec!r}: {error}") from None
         targets[variant] = Target(variant, host, port, f"http://{host}:{metrics_port}/metrics")
     return targets
 
@@ -198,7 +195,7 @@ def wait_until_answering(target: Target, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while (problem := health_check(target.host, target.port, timeout=30)) is not None:
         if time.monotonic() >= deadline:
-            raise CompareError(f"{target.variant} does not answer: {problem}")
+            raise LabError(f"{target.variant} does not answer: {problem}")
         time.sleep(0.5)
 
 
@@ -345,10 +342,10 @@ def long_seconds_on(target: Target, n: int) -> float:
         try:
             reply = connection.ask(b"%d\n" % n)
         except OSError as error:
-            raise CompareError(f"{target.variant} did not answer fib({n}): {error}") from None
+            raise LabError(f"{target.variant} did not answer fib({n}): {error}") from None
         took = time.perf_counter() - started
     if reply != str(fib_value(n)).encode():
-        raise CompareError(f"{target.variant} answered fib({n}) with {reply!r}")
+        raise LabError(f"{target.variant} answered fib({n}) with {reply!r}")
     return took
 
 

@@ -1,4 +1,4 @@
-# tests/loadtest/compare/test_machine.py
+# tests/loadtest/toolbox/test_machine.py
 #
 # The machine's foreign CPU: /proc/stat text in the kernel's own format
 # (SYNTHETIC readings with known answers), the arithmetic that takes the
@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.compare import machine
-from loadtest.compare.machine import (
-    CLOCK_TICKS,
+from loadtest.toolbox import machine
+from loadtest.toolbox.machine import (
     NOISY_FOREIGN_CORES,
     Busy,
     CpuTimes,
@@ -28,6 +27,7 @@ from loadtest.compare.machine import (
     parse_proc_stat,
     read_proc_stat,
 )
+from services.core.cpu import CLOCK_TICKS
 
 # /proc/stat as a 2-CPU Linux 6.x writes it (proc(5)): user nice system idle
 # iowait irq softirq steal guest guest_nice, in USER_HZ ticks.

@@ -1,4 +1,4 @@
-# loadtest/capacity/baseline.py
+# loadtest/toolbox/capacity_side.py
 #
 # A capacity run as one side of a baseline comparison (docs/design.md §6.5):
 # its points as rows (variant, kind, connections, rate share) with the
@@ -6,6 +6,11 @@
 # change is shown with its size but never called better or worse ("no
 # spread"); a point the load generator set (†) or measured while others used
 # the machine (‡) is marked as in the comparison runner's summaries.
+#
+# It reads only the capacity summary's documented fields (docs/design.md
+# §6.4), and lives below both runners because the baseline command
+# (`python -m loadtest.compare.report --baseline`) reads capacity runs too,
+# while the comparison runner imports nothing of the capacity runner.
 
 from __future__ import annotations
 
@@ -13,9 +18,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from loadtest.compare.report.baseline import FigureKind, Measured, RowKey, Rows, Side
-from loadtest.compare.report.tables import fmt_cores
-from loadtest.compare.summary import fmt_ms, fmt_rps
+from loadtest.toolbox.baseline import FigureKind, Measured, RowKey, Rows, Side
+from loadtest.toolbox.formats import fmt_cores, fmt_ms, fmt_rps
 
 CAPACITY_KIND = "loadtest.capacity summary"
 PointFigure = Callable[[Mapping[str, Any]], float | None]

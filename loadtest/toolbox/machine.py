@@ -1,4 +1,4 @@
-# loadtest/compare/machine.py
+# loadtest/toolbox/machine.py
 #
 # Is anyone else using the machine? (docs/design.md §6.) The convoy's depth
 # depends on whether a core is free for the server's other threads, so a run
@@ -15,6 +15,10 @@
 # GIL's 5 ms timeouts) runs between ticks, so they miss 0.1-0.3 core of it
 # (measured on a 250 Hz kernel), while idle time is counted exactly (NO_HZ)
 # and the processes' own CPU too (rusage).
+#
+# Also the CPU lists that pin servers and load generators (docs/design.md
+# §6.3), and every process alive, read with services.core.cpu's parser of
+# /proc/PID/stat.
 
 from __future__ import annotations
 
@@ -26,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
+from services.core.cpu import CLOCK_TICKS, ProcessStat, process_stat
+
 PROC_STAT = Path("/proc/stat")
-# /proc/stat counts in USER_HZ ticks
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # Other processes using a tenth of a core on average mark a run noisy. On
 # the lab's 2-core machine a quiet comparison reads at most 0.054 core over
 # all its 90 runs (docs/results/summary.json), while a busy core moves the
@@ -224,18 +228,6 @@ def format_cpus(cpus: set[int]) -> str:
     return ",".join(str(cpu) for cpu in sorted(cpus))
 
 
-def add_pinning_options(parser: Any) -> None:
-    """--server-cpus and --loadgen-cpus on an argparse parser, defaults from the environment."""
-    parser.add_argument(
-        "--server-cpus", default=os.environ.get("FIB_SERVER_CPUS", ""), metavar="CPUS",
-        help="pin the servers to these CPUs, e.g. 1 or 2-3 (default: $FIB_SERVER_CPUS; none)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--loadgen-cpus", default=os.environ.get("FIB_LOADGEN_CPUS", ""), metavar="CPUS",
-        help="pin the load generator to these CPUs (default: $FIB_LOADGEN_CPUS; none)",
-    )  # fmt: skip
-
-
 def pinning_record(server: set[int] | None, loadgen: set[int] | None) -> dict[str, Any] | None:
     """What summary.json's environment says of pinning; None: nothing was pinned."""
     if not server and not loadgen:
@@ -244,37 +236,6 @@ def pinning_record(server: set[int] | None, loadgen: set[int] | None) -> dict[st
         "server_cpus": sorted(server) if server else None,
         "loadgen_cpus": sorted(loadgen) if loadgen else None,
     }
-
-
-@dataclass(frozen=True)
-class ProcessStat:
-    """One process as /proc/PID/stat shows it (proc(5))."""
-
-    name: str  # the command name, as in parentheses there
-    state: str  # R, S, D, Z ...
-    parent: int
-    group: int  # process group
-    cpu_seconds: float  # user + system, every thread
-
-
-def parse_process_stat(text: str) -> ProcessStat:
-    # the name may hold spaces and parentheses: the fields start after the last ")"
-    fields = text[text.rindex(")") + 2 :].split()
-    return ProcessStat(
-        name=text[text.index("(") + 1 : text.rindex(")")],
-        state=fields[0],
-        parent=int(fields[1]),
-        group=int(fields[2]),
-        cpu_seconds=(int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
-    )
-
-
-def process_stat(pid: int) -> ProcessStat | None:
-    """The process now; None once it is gone (or without /proc)."""
-    try:
-        return parse_process_stat(Path(f"/proc/{pid}/stat").read_text())
-    except OSError:
-        return None
 
 
 def processes() -> dict[int, ProcessStat]:

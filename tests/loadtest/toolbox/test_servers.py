@@ -1,6 +1,6 @@
-# tests/loadtest/compare/test_servers.py
+# tests/loadtest/toolbox/test_servers.py
 #
-# The variants as the comparison runner sees them (loadtest/compare/servers.py):
+# The variants as the runners see them (loadtest/toolbox/servers.py):
 # a real local variant started on free ports and sampled while it works, and
 # the interpolation of its CPU between scrapes on known numbers.
 
@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from loadtest.compare.servers import (
+from loadtest.toolbox.errors import LabError
+from loadtest.toolbox.servers import (
     CPU_METRIC,
-    CompareError,
     Sampler,
     Scrape,
     cpu_at,
@@ -69,9 +69,9 @@ def test_a_local_variant_is_sampled_while_it_works():
 
 
 def test_a_bad_target_names_itself():
-    with pytest.raises(CompareError, match=r"'nosuch=127\.0\.0\.1:1'"):
+    with pytest.raises(LabError, match=r"'nosuch=127\.0\.0\.1:1'"):
         parse_targets(["nosuch=127.0.0.1:1"], 9100)
-    with pytest.raises(CompareError, match=r"'threads=127\.0\.0\.1:http'"):
+    with pytest.raises(LabError, match=r"'threads=127\.0\.0\.1:http'"):
         parse_targets(["threads=127.0.0.1:http"], 9100)
     targets = parse_targets(["threads=127.0.0.1:25002"], 9100)
     assert targets["threads"].metrics_url == "http://127.0.0.1:9100/metrics"

@@ -1,0 +1,63 @@
+# loadtest/compare/plan.py
+#
+# What one comparison runs (docs/design.md §6): the variants and scenarios,
+# the load's settings, and where the servers and the load engine run. The
+# long request's n is chosen here by timing naive fib in this process, so
+# that fib(long_n) takes about --long-seconds on this machine.
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from services.core.fib import fib
+from services.core.settings import Settings
+
+MAX_N = Settings("threads").max_n  # the servers' default largest n (docs/design.md §2)
+
+
+@dataclass(frozen=True)
+class Plan:
+    variants: list[str]
+    scenarios: list[str]
+    duration: float
+    repeat: int
+    warmup: float
+    short_n: int
+    long_n: int
+    short_users: int
+    rate: float
+    image: str | None = None  # --python: the servers run in this image
+    server_cpus: set[int] | None = None  # --server-cpus: the servers run on these CPUs only
+    loadgen_cpus: set[int] | None = None  # --loadgen-cpus: the load engine on these
+
+
+# --- the long request's n, by timing --------------------------------------------------
+
+PHI = (1 + 5**0.5) / 2  # fib(n + 1) costs φ times fib(n)
+# The shortest call timed to extrapolate from: a 1 ms call varies by a
+# tenth or more from one call to the next (the chosen n flipped between
+# two values on successive runs); 20 ms does not.
+TIMED_AT_LEAST = 0.02
+
+
+def timed_fib(n: int) -> float:
+    """Seconds one naive fib(n) takes in this process."""
+    started = time.perf_counter()
+    fib(n)
+    return time.perf_counter() - started
+
+
+def choose_long_n(target_seconds: float) -> tuple[int, float]:
+    """The n whose naive fib takes about `target_seconds` here, and what fib(n) took.
+
+    The time returned is a measurement of fib(n) itself, not the extrapolation.
+    """
+    n, took = 20, timed_fib(20)
+    while took < TIMED_AT_LEAST and n < MAX_N:
+        n += 1
+        took = timed_fib(n)
+    while took * PHI < target_seconds and n < MAX_N:
+        n += 1
+        took *= PHI
+    return n, timed_fib(n)
