@@ -12,7 +12,7 @@ ARGS ?=
 	compare-baseline capacity capacity-sweep capacity-rates clean
 
 help:
-	@echo "make test          lint (ruff, mypy) and every test; creates $(VENV) on first use"
+	@echo "make test          lint (ruff, mypy) and every test, in a parallel pass and a serial one; creates $(VENV) on first use"
 	@echo "make up / down / logs    the lab in Docker (docker compose up -d / down / logs -f)"
 	@echo "make up-no-grafana the lab without Grafana (when its image cannot be pulled)"
 	@echo "make compare       the talk's nine variants, every scenario: a report in results/<time>/ (~10 min)"

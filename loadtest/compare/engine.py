@@ -39,6 +39,7 @@ import locust
 from locust.env import Environment
 from locust.event import Events
 
+from loadtest.swarm import bucketing
 from loadtest.swarm.recording import (
     Recorder,
     convoy_figures,
@@ -97,6 +98,7 @@ def run_scenario(
         metrics_port=0,
     ).checked()
     shape = SCENARIOS[scenario](options, short_users)
+    bucketing.install()  # Locust's own stats as the locustfile keeps them (figures: recording)
     parsed = argparse.Namespace(
         **{f"fib_{key}": value for key, value in asdict(options).items()},
         num_users=short_users,
