@@ -578,7 +578,7 @@ def latency_row(board: builders.Dashboard, layout: Layout) -> builders.Dashboard
             layout,
             "Client latency p50 / p99 / p99.9 (Locust)",
             "Round trip as the load generator sees it, in microseconds resolution "
-            "(the lab's own histogram, not Locust's whole milliseconds). Talk: a short "
+            "(the lab's own histogram, not Locust's statistics). Talk: a short "
             "request on threads waits for the GIL behind a long one (the convoy: about "
             "5 ms per hand-off), on coro and asyncio with inline fib it waits for the "
             "whole long request; on the process pools it barely moves.",

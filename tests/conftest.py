@@ -32,6 +32,7 @@ import requests
 
 from loadtest.toolbox.machine import processes
 from services import PYTHON_NEEDED, VARIANTS
+from services.core.cpu import CLOCK_TICKS, process_stat
 from services.core.fib import fib
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -399,11 +400,8 @@ def reply_pending(sock: socket.socket) -> bool:
 
 def cpu_ticks(pid: int) -> int:
     """User + system CPU of one process in clock ticks (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime + stime
+    stat = process_stat(pid)
+    return 0 if stat is None else round(stat.cpu_seconds * CLOCK_TICKS)
 
 
 def group_cpu_seconds(pgid: int) -> float:

@@ -72,7 +72,9 @@ class LoadgenCpu:
     processes: int
 
 
-def cpu_between(before: dict[int, float], after: dict[int, float], seconds: float) -> LoadgenCpu:
+def loadgen_cpu_between(
+    before: dict[int, float], after: dict[int, float], seconds: float
+) -> LoadgenCpu:
     used = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
     return LoadgenCpu(
         total_cores=round(sum(used.values()) / seconds, 3),

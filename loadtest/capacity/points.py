@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from loadtest.capacity.loadgen import LocustSwarm, cpu_between
+from loadtest.capacity.loadgen import LocustSwarm, loadgen_cpu_between
 from loadtest.swarm.client import LineConnection
 from loadtest.toolbox import machine
 from loadtest.toolbox.servers import CPU_METRIC, Samples, Target, scrape
@@ -211,7 +211,7 @@ def figures(
         if any(key[0] == CPU_METRIC for key in last.server)
         else None
     )
-    loadgen = cpu_between(first.loadgen, last.loadgen, seconds)
+    loadgen = loadgen_cpu_between(first.loadgen, last.loadgen, seconds)
     foreign = machine.foreign_cpu(
         first.machine, last.machine, (server_cpu or 0.0) + loadgen.total_cores * seconds
     )

@@ -201,10 +201,16 @@ def test_locust_load_reaches_every_variant(
     assert set(VARIANTS) <= client.keys(), client
     up = prometheus.by_variant('up{job="locust"}')
     assert list(up.values()) == [1.0], up
-    # The exporter counts what Locust counted (it may also hold the
-    # requests of an earlier run of this session: never fewer).
-    for variant in VARIANTS:
-        assert client[variant] >= locust_load.requests[variant], (variant, client)
+    # The exporter counts what Locust counted (it may also hold the requests
+    # of an earlier run of this session: never fewer). Summed over the runs,
+    # not per run: a worker reports Locust's counts every 3 s and not at a
+    # stop (locust/runners.py), so a run's tail lands in the next run's
+    # count (once asyncio's: 44,666 against the exporter's 39,404), while
+    # the exporter's share of each report, and its flushes between them,
+    # keep every request under its own variant.
+    locust_counted = sum(locust_load.requests.values())
+    exported = sum(client[variant] for variant in VARIANTS)
+    assert exported >= locust_counted, (locust_load.requests, client)
 
 
 def test_stop_during_a_long_request_exits_cleanly(stack: Stack) -> None:

@@ -84,7 +84,8 @@ def test_the_readme_and_env_example_say_how_to_log_in() -> None:
     for command in (
         f"docker compose exec grafana cat {KEPT}",
         f"kubectl -n fiblab exec deploy/grafana -- cat {KEPT}",
-        f"kubectl -n fiblab create secret generic {SECRET['name']} --from-literal={SECRET['key']}=",
+        f"kubectl -n fiblab create secret generic {SECRET['name']}"
+        f" --from-file={SECRET['key']}=/dev/stdin",
         "cp .env.example .env",
     ):
         assert command in readme, f"README.md does not say `{command}`"
@@ -99,7 +100,13 @@ def test_the_readme_and_env_example_say_how_to_log_in() -> None:
 
 
 @pytest.fixture
-def start(tmp_path: Path) -> Start:
+def said() -> list[str]:
+    """What each start of the script told the log (its stderr), in order."""
+    return []
+
+
+@pytest.fixture
+def start(tmp_path: Path, said: list[str]) -> Start:
     """Runs the script as Grafana's image would, in front of a /run.sh that
     prints what Grafana would get; returns (password, arguments)."""
     run = tmp_path / "run.sh"
@@ -121,6 +128,7 @@ def start(tmp_path: Path) -> Start:
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         password, arguments = result.stdout.splitlines()
+        said.append(result.stderr)
         return password, arguments
 
     return starting
@@ -141,3 +149,18 @@ def test_set_it_is_used_and_nothing_is_kept(start: Start, tmp_path: Path) -> Non
     assert start(tmp_path / "data", **{VARIABLE: "chosen in .env"})[0] == "chosen in .env"
     assert not (tmp_path / "data" / "admin-password").exists()
     assert start(tmp_path / "data", **{VARIABLE: ""})[0] != "", "empty means unset (compose's :-)"
+
+
+def test_a_volume_whose_grafana_exists_keeps_its_password(
+    start: Start, said: list[str], tmp_path: Path
+) -> None:
+    # Grafana takes the password only when it creates its admin user (a new
+    # grafana.db): on an older volume nothing is generated or announced.
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "grafana.db").write_bytes(b"")
+    assert start(data)[0] == "", "no password made up for an admin that exists"
+    assert not (data / "admin-password").exists()
+    assert "keeps the one it was created with" in said[-1]
+    assert start(data, **{VARIABLE: "too late"})[0] == "too late"
+    assert "applies to a fresh grafana-data volume" in said[-1]

@@ -38,6 +38,7 @@ from loadtest.capacity.anchor import (
 )
 from loadtest.capacity.loadgen import free_port
 from loadtest.toolbox import machine
+from services.core.cpu import process_stat
 from tests.conftest import ROOT, unavailable
 
 MEASURED_CONNECTIONS = (1, 4)
@@ -75,10 +76,8 @@ def serves(pid: int) -> bool:
 
 def process_state(pid: int) -> str | None:
     """The state letter of a process (R, S, Z...), None once it is reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
+    stat = process_stat(pid)
+    return None if stat is None else stat.state
 
 
 def allowed_cpus(pid: int) -> set[str]:

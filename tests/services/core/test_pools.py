@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 
 import pytest
 
+from services.core.cpu import process_stat
 from services.core.fib import fib
 from services.core.pools import ProcessPool
 from tests.conftest import cpu_ticks
@@ -49,11 +49,8 @@ def worker_pids(executor: ProcessPoolExecutor) -> list[int]:
 
 
 def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    stat = process_stat(pid)
+    return stat is not None and stat.state != "Z"
 
 
 def eventually(condition: Callable[[], object], what: str) -> None:
