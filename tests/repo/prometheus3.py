@@ -23,7 +23,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import promql_parser
+import requests
 import yaml
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families as text_families
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_CONFIG = ROOT / "prometheus" / "prometheus.yml"
@@ -63,6 +68,21 @@ def scrape_content_type_problem(content_type: str | None) -> str | None:
     if media_type not in SCRAPE_MEDIA_TYPES:
         return f"Content-Type {content_type!r} is no exposition format Prometheus 3 parses"
     return None
+
+
+def scraped_family_names(url: str, accept: str | None) -> set[str]:
+    """Scrape `url` as Prometheus 3 would (`accept`: its Accept header, or
+    None for a client that names no format): the Content-Type must be one
+    Prometheus 3 parses, OpenMetrics exactly when asked for, and the body
+    must parse in the format it names. Returns the metric families' names."""
+    response = requests.get(url, headers={"Accept": accept}, timeout=5)
+    assert response.status_code == 200, response.status_code
+    content_type = response.headers.get("Content-Type")
+    assert scrape_content_type_problem(content_type) is None, content_type
+    openmetrics = str(content_type).startswith("application/openmetrics-text")
+    assert openmetrics == (accept is not None), content_type  # what Prometheus 3 asks first
+    parse = openmetrics_families if openmetrics else text_families
+    return {family.name for family in parse(response.text)}
 
 
 def prometheus_le(bound: float) -> str:

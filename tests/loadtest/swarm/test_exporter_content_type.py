@@ -8,14 +8,9 @@
 from __future__ import annotations
 
 import pytest
-import requests
-from prometheus_client.openmetrics.parser import (
-    text_string_to_metric_families as openmetrics_families,
-)
-from prometheus_client.parser import text_string_to_metric_families as text_families
 
 from loadtest.swarm.exporter import LatencyTable, serve
-from tests.repo.prometheus3 import PROMETHEUS_3_ACCEPT, scrape_content_type_problem
+from tests.repo.prometheus3 import PROMETHEUS_3_ACCEPT, scraped_family_names
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +24,5 @@ def port() -> int:
 
 @pytest.mark.parametrize("accept", [PROMETHEUS_3_ACCEPT, None], ids=["prometheus-3", "none"])
 def test_a_scrape_has_a_content_type_prometheus_3_parses(port: int, accept: str | None) -> None:
-    response = requests.get(
-        f"http://127.0.0.1:{port}/metrics", headers={"Accept": accept}, timeout=5
-    )
-    assert response.status_code == 200
-    content_type = response.headers.get("Content-Type")
-    assert scrape_content_type_problem(content_type) is None, content_type
-    openmetrics = str(content_type).startswith("application/openmetrics-text")
-    assert openmetrics == (accept is not None), content_type  # what Prometheus 3 asks first
-    parse = openmetrics_families if openmetrics else text_families
-    names = {family.name for family in parse(response.text)}
+    names = scraped_family_names(f"http://127.0.0.1:{port}/metrics", accept)
     assert {"locust_requests", "locust_request_duration_seconds", "locust_users"} <= names

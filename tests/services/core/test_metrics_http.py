@@ -22,10 +22,6 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.openmetrics.parser import (
-    text_string_to_metric_families as openmetrics_families,
-)
-from prometheus_client.parser import text_string_to_metric_families as text_families
 from prometheus_client.registry import Collector
 
 from services.core.metrics import Metrics
@@ -36,7 +32,7 @@ from services.core.metrics_http import (
     start_scrape_server,
 )
 from tests.conftest import wait_for
-from tests.repo.prometheus3 import PROMETHEUS_3_ACCEPT, scrape_content_type_problem
+from tests.repo.prometheus3 import PROMETHEUS_3_ACCEPT, scraped_family_names
 
 REQUEST = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n"
 
@@ -173,14 +169,7 @@ def test_a_scrape_has_a_content_type_prometheus_3_parses(start: Start, accept: s
     """Prometheus 3 fails a scrape without a valid Content-Type (the lab sets
     no fallback_scrape_protocol), and reads the body in the format it names."""
     server = start(Metrics("threads", cpu_source="process").registry)
-    response = requests.get(url(server), headers={"Accept": accept}, timeout=5)
-    assert response.status_code == 200
-    content_type = response.headers.get("Content-Type")
-    assert scrape_content_type_problem(content_type) is None, content_type
-    openmetrics = str(content_type).startswith("application/openmetrics-text")
-    assert openmetrics == (accept is not None), content_type  # what Prometheus 3 asks first
-    parse = openmetrics_families if openmetrics else text_families
-    names = {family.name for family in parse(response.text)}
+    names = scraped_family_names(url(server), accept)
     assert "fib_request_duration_seconds" in names, names
 
 
