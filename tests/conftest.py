@@ -49,14 +49,14 @@ EVENT_LOOP_VARIANTS = tuple(v for v in VARIANTS if v.startswith(("coro", "asynci
 # rates, latencies and the CPU other processes used (the load generator, the
 # comparison and capacity runs with their noisy flag, the GIL probe's shares),
 # or because they build images and run the compose stack.
+# Whole folders are marked here; a module or a test elsewhere marks itself.
 SERIAL_FOLDERS = ("tests/loadtest/", "tests/e2e/")
-SERIAL_MODULES = ("tests/services/core/test_gil.py",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         where = item.path.relative_to(ROOT).as_posix()
-        if where.startswith(SERIAL_FOLDERS) or where in SERIAL_MODULES:
+        if where.startswith(SERIAL_FOLDERS):
             item.add_marker(pytest.mark.serial)
 
 

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import os
 import re
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from services.core.cpu import CLOCK_TICKS, ProcessStat, process_stat
+from services.core.cpu import CLOCK_TICKS, ProcessStat, own_cpu_seconds, process_stat
 
 PROC_STAT = Path("/proc/stat")
 # Other processes using a tenth of a core on average mark a run noisy. On
@@ -86,13 +85,6 @@ def read_proc_stat(path: Path = PROC_STAT) -> CpuTimes | None:
         return parse_proc_stat(path.read_text())
     except (OSError, ProcStatError):
         return None
-
-
-def own_cpu_seconds() -> float:
-    """CPU of this process (all its threads) and of its reaped children."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
 
 
 def load_average() -> float | None:

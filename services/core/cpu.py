@@ -92,12 +92,17 @@ def cgroup_cpu_seconds(accounting: Path) -> float:
     return int(text) / 1e9  # cpuacct.usage is in nanoseconds
 
 
-def tree_cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU of this process and all its descendants."""
+def own_cpu_seconds() -> float:
+    """CPU of this process (all its threads) and of its reaped children."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
-    return total + sum(_live_cpu_seconds(child) for child in descendants(pid or os.getpid()))
+    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+
+
+def tree_cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU of this process and all its descendants."""
+    live = sum(_live_cpu_seconds(child) for child in descendants(pid or os.getpid()))
+    return own_cpu_seconds() + live
 
 
 def descendants(pid: int) -> list[int]:

@@ -19,8 +19,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import math
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -133,11 +136,35 @@ def master_cost() -> None:
         )
 
 
+def made_by(argv: Sequence[str]) -> str:
+    """What made these figures, and on what: the command, the commit (and
+    whether the tree had changes), the machine and its load at the start."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    changed = " with uncommitted changes" if git("status", "--porcelain") else ""
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    return (
+        f"`{' '.join(['python -m tests.bench.bucketing', *argv])}`"
+        f" at commit {commit}{changed}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())};"
+        f" {platform.python_implementation()} {platform.python_version()}, Locust"
+        f" {importlib.metadata.version('locust')}; {os.cpu_count()} CPUs; load average"
+        f" at the start {load} (1, 5, 15 min)."
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.bucketing")
     parser.add_argument("--seconds", type=float, default=3.0, help="per run")
     parser.add_argument("--rounds", type=int, default=8)
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(arguments)
+    print("# What Locust's sub-millisecond buckets cost\n")
+    print(made_by(arguments) + "\n", flush=True)
     server = start_server("threads")
     rates: dict[str, list[float]] = {"lab": [], "own": []}
     keys: dict[str, list[int]] = {"lab": [], "own": []}

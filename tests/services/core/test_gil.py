@@ -35,9 +35,10 @@ LOW = 0.1  # idle and GIL-free work: ~0.003 seen
 HIGH = 0.4  # a spinning thread: ~0.78 seen
 SETTLE = 0.3  # the first sample completes ~0.2 s after start
 
-pytestmark = pytest.mark.skipif(
-    gil_probe_available() is not None, reason=str(gil_probe_available())
-)
+pytestmark = [
+    pytest.mark.skipif(gil_probe_available() is not None, reason=str(gil_probe_available())),
+    pytest.mark.serial,  # wait shares of a busy GIL: other tests' CPU would move them
+]
 
 
 @pytest.fixture
