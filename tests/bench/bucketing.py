@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     keys[rule].append(count)
                 lab, own = rates["lab"][-1], rates["own"][-1]
                 print(
-                    f"round {round_ + 1}: the lab's buckets {lab:,.0f} req/s, Locust's own "
+                    f"- round {round_ + 1}: the lab's buckets {lab:,.0f} req/s, Locust's own "
                     f"{own:,.0f} req/s, ratio {lab / own:.3f}",
                     flush=True,
                 )
@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"| the lab's buckets | {statistics.median(rates['lab']):,.0f} | {max(keys['lab'])} |")
     print(f"| Locust's own | {statistics.median(rates['own']):,.0f} | {max(keys['own'])} |")
     print(f"\nratio lab / Locust's own: {ratio:.3f} (median of paired rounds)")
-    print(f"\nThe worst case (every key up to {LONGEST_MS / 1000:g} s), one request name:")
+    print(f"\nThe worst case (every key up to {LONGEST_MS / 1000:g} s), one request name:\n")
     print(
         "| rule | a worker's log_request (fib(1)) | keys | memory on a master "
         "| one report on the wire | the master adding it up |"
