@@ -146,7 +146,7 @@ def made_by(argv: Sequence[str]) -> str:
         ).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    changed = " with uncommitted changes" if git("status", "--porcelain") else ""
+    changed = " with uncommitted changes" if git("status", "--porcelain", "-uno") else ""
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     return (
         f"`{' '.join(['python -m tests.bench.bucketing', *argv])}`"
