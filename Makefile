@@ -9,7 +9,7 @@ ARGS ?=
 
 .PHONY: help venv browser redis kustomize k8s lint test test-fast bench-server bench-gil bench-hostile bench-loadgen bench-bucketing bench-instructions serve dashboards \
 	up up-no-grafana down logs compare compare-modern compare-versions compare-quick compare-docker report \
-	compare-baseline capacity capacity-sweep capacity-rates clean
+	compare-baseline capacity capacity-sweep capacity-rates switch-interval timeline profile clean
 
 help:
 	@echo "make test          lint (ruff, mypy) and every test, in a parallel pass and a serial one; creates $(VENV) on first use"
@@ -27,6 +27,9 @@ help:
 	@echo "make capacity-sweep  the sweep and the Redis anchor only (~6 min)"
 	@echo "make capacity-rates FROM=results/capacity-<time>   rate curves at that sweep's capacities (~9 min)"
 	@echo "    pin with FIB_SERVER_CPUS=1 FIB_LOADGEN_CPUS=0 (compare and capacity, local and compose)"
+	@echo "make switch-interval  the convoy at switch intervals 0.5-20 ms against its law (design §3.2): results/switch-interval-<time>/ (~6 min; ARGS=\"--out DIR\")"
+	@echo "make timeline VARIANT=threads  the convoy drawn: a lane per client and server thread, GIL waits sampled (Docker; VARIANT=six: the six of design §3.2)"
+	@echo "make profile VARIANT=threads  flame graphs (wall clock, GIL holders, speedscope) of one variant during the convoy, py-spy: results/profile-<variant>-<time>/ (~30 s)"
 	@echo "make bench-loadgen req/s of the raw perf2 loop vs one Locust user"
 	@echo "make bench-bucketing  Locust's sub-ms buckets: one user's req/s with and without; the master's cost"
 	@echo "make bench-instructions  instrumentation cost in instructions (valgrind)"
@@ -200,6 +203,21 @@ capacity-rates: $(STAMP)
 	@test -n "$(FROM)" || (echo "usage: make capacity-rates FROM=results/capacity-<time>"; exit 2)
 	$(BIN)/python -m loadtest.capacity --variants talk --parts rates \
 		--capacity-from $(FROM)/summary.json $(ARGS)
+
+# The convoy at each switch interval against its law (docs/design.md §3.2, §6.7):
+# results/switch-interval-<time>/, or ARGS="--out DIR".
+switch-interval: $(STAMP)
+	$(BIN)/python -m loadtest.switchinterval $(ARGS)
+
+# The convoy drawn from a real run (docs/design.md §6.6): the servers run on
+# CPython 3.15 in the variants image, under the GIL sampler (Docker).
+timeline: $(STAMP)
+	$(BIN)/python -m loadtest.timeline --variants $(VARIANT) $(ARGS)
+
+# Flame graphs of one variant while the convoy runs (docs/design.md §6.8):
+# results/profile-<variant>-<time>/; ARGS="--seconds 15 --reference" and so on.
+profile: $(STAMP)
+	$(BIN)/python -m loadtest.profile --variant $(VARIANT) $(ARGS)
 
 report: $(STAMP)
 	@test -n "$(DIR)" || (echo "usage: make report DIR=results/<time>"; exit 2)

@@ -42,6 +42,9 @@ WINDOW = "$__rate_interval"
 LOCUST_WINDOW = "10s"
 REFRESH = "2s"  # needs GF_DASHBOARDS_MIN_REFRESH_INTERVAL <= 2s, else Grafana makes it 5s
 CPU_LIMIT = 2.0  # docker-compose.yml: cpus: ${FIB_CPUS:-2} for every variant
+# The GIL probe's panel, on both dashboards: it says how busy the GIL is (a
+# probe thread's own wait), not which server thread waits.
+GIL_BUSY_TITLE = "GIL busy: how long a probe thread waits for the GIL"
 
 # Request sizes. The talk's short request is fib(1), its long ones fib(30)
 # to fib(50); anything from fib(20) (about a millisecond of CPU) up counts as
@@ -271,26 +274,32 @@ def target_health(layout: Layout) -> stat.Panel:
     )
 
 
-def gil_wait(layout: Layout, variants: str, width: int, height: int = 8) -> timeseries.Panel:
-    """Waiting for the GIL: the share of time a thread that asks for the GIL
-    waits for it (docs/design.md §4: the GIL probe's two counters)."""
+def gil_busy(layout: Layout, variants: str, width: int, height: int = 8) -> timeseries.Panel:
+    """How busy the GIL is: the share of time the GIL probe's own thread waits
+    for it (docs/design.md §4: the probe's two counters). Not which server
+    thread waits: that is the timeline's (docs/design.md §6.6)."""
     wait = f"sum by (variant) ({rate('fib_gil_wait_seconds_total', variants)})"
     probed = f"sum by (variant) ({rate('fib_gil_probe_seconds_total', variants)})"
     return (
         time_series(
             layout,
-            "Waiting for the GIL",
-            "Share of the time a thread that wants the GIL waits for it (a probe "
-            "thread asks every millisecond). Talk: threads during a convoy are fully "
-            "contended (about 83 %: each ask waits the 5 ms switch interval, then the "
-            "probe sleeps 1 ms); coro and the other inline loops read the same while a "
-            "long fib holds the GIL, though no client thread is waiting; the process "
-            "pools and interpreter pools read about 0 (their fib holds another GIL); "
-            "prefork shows the average of its processes.",
+            GIL_BUSY_TITLE,
+            "How busy the GIL is, not who waits for it: the share of the time the "
+            "server's GIL probe, a thread of its own that asks for the GIL every "
+            "millisecond, waits for it. A single-threaded loop computing fib inline "
+            "(coro, asyncio, gevent, asyncio-uvloop) reads as high as threads while a "
+            "long request runs, though no other server thread waits: the loop holds "
+            "the GIL and only the probe wants it. Which server threads wait: the "
+            "timeline (`make timeline`, docs/design.md §6.6). Talk: threads during a "
+            "convoy are fully contended (about 83 %: each ask waits the 5 ms switch "
+            "interval, then the probe sleeps 1 ms); the process pools and interpreter "
+            "pools read about 0 (their fib holds another GIL); prefork shows the "
+            "average of its processes.",
             "percentunit",
             width,
             height,
         )
+        .axis_label("probe's wait share")
         .axis_soft_min(0)
         .axis_soft_max(1)
         .with_target(query(f"{wait} / {probed}", "{{variant}}", "A"))
@@ -601,7 +610,7 @@ def latency_row(board: builders.Dashboard, layout: Layout) -> builders.Dashboard
 
 
 def cpu_row(board: builders.Dashboard, layout: Layout) -> builders.Dashboard:
-    """CPU cores against the limit, CPU per request, waiting for the GIL."""
+    """CPU cores against the limit, CPU per request, how busy the GIL is."""
     board = board.with_row(layout.row("CPU"))
     board = board.with_panel(
         time_series(
@@ -645,7 +654,7 @@ def cpu_row(board: builders.Dashboard, layout: Layout) -> builders.Dashboard:
             )
         )
     )
-    board = board.with_panel(gil_wait(layout, VARIANT_MATCH, 24))
+    board = board.with_panel(gil_busy(layout, VARIANT_MATCH, 24))
     return board
 
 
@@ -848,7 +857,7 @@ def convoy_dashboard() -> builders.Dashboard:
             )
         )
     )
-    board = board.with_panel(gil_wait(layout, variants, 24))
+    board = board.with_panel(gil_busy(layout, variants, 24))
     return board
 
 

@@ -52,6 +52,7 @@ def main(argv: list[str]) -> None:
     variant.serve(lab, listener)
     drained = lab.wait_closed()
     pools.shutdown_all()
+    lab.save_timeline()
     logging.getLogger("fiblab").info("stopped (%s)", "drained" if drained else "drain timed out")
     logging.shutdown()
     sys.stdout.flush()

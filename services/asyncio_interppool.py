@@ -16,5 +16,5 @@ from services.core.runtime import Lab
 
 
 def serve(lab: Lab, listener: socket.socket) -> None:
-    pool = interpreter_pool(lab.settings.workers)
+    pool = lab.traced(interpreter_pool(lab.settings.workers))
     asyncio_variant.serve(lab, listener, handler=partial(fib_handler, pool))

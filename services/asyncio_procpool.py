@@ -18,7 +18,7 @@ from services.core.runtime import RECV_SIZE, Connection, Lab
 
 
 def serve(lab: Lab, listener: socket.socket) -> None:
-    pool = ProcessPool(lab.settings.workers)
+    pool = lab.traced(ProcessPool(lab.settings.workers))
     asyncio_variant.serve(lab, listener, handler=partial(fib_handler, pool))
 
 

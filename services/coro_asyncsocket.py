@@ -45,7 +45,7 @@ class AsyncSocket:
 
 
 def serve(lab: Lab, listener: socket.socket) -> None:
-    spawn(fib_server(lab, AsyncSocket(listener), ProcessPool(lab.settings.workers)))
+    spawn(fib_server(lab, AsyncSocket(listener), lab.traced(ProcessPool(lab.settings.workers))))
     run(lab)
 
 

@@ -14,4 +14,4 @@ from services.core.runtime import Lab
 
 
 def serve(lab: Lab, listener: socket.socket) -> None:
-    coro_threadpool.serve(lab, listener, pool=ProcessPool(lab.settings.workers))
+    coro_threadpool.serve(lab, listener, pool=lab.traced(ProcessPool(lab.settings.workers)))

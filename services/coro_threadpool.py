@@ -17,7 +17,7 @@ from services.scheduler import Task, run, send_all, spawn
 
 
 def serve(lab: Lab, listener: socket.socket, pool: Executor | None = None) -> None:
-    pool = pool or ThreadPoolExecutor(lab.settings.workers)
+    pool = pool or lab.traced(ThreadPoolExecutor(lab.settings.workers))
     listener.setblocking(False)
     spawn(fib_server(lab, listener, pool))
     run(lab)

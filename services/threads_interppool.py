@@ -17,5 +17,5 @@ from services.core.runtime import Lab
 
 
 def serve(lab: Lab, listener: socket.socket) -> None:
-    pool = interpreter_pool(lab.settings.workers)
+    pool = lab.traced(interpreter_pool(lab.settings.workers))
     threads.serve(lab, listener, compute=lambda n: pool.submit(fib, n).result())

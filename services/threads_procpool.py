@@ -16,5 +16,5 @@ from services.core.runtime import Lab
 
 
 def serve(lab: Lab, listener: socket.socket) -> None:
-    pool = ProcessPool(lab.settings.workers)
+    pool = lab.traced(ProcessPool(lab.settings.workers))
     threads.serve(lab, listener, compute=lambda n: pool.submit(fib, n).result())

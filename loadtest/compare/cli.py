@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,10 +28,12 @@ from loadtest.compare.plan import MAX_N, Plan, choose_long_n, timed_fib
 from loadtest.compare.report import write_report
 from loadtest.compare.runner import compare
 from loadtest.compare.summary import SCENARIOS
+from loadtest.timeline import cli as timeline
+from loadtest.timeline.record import Recipe
 from loadtest.toolbox import machine
 from loadtest.toolbox.errors import LabError
 from loadtest.toolbox.formats import plural
-from loadtest.toolbox.options import VARIANT_SETS, add_pinning_options, comma_list
+from loadtest.toolbox.options import VARIANT_SETS, add_pinning_options, check_rules, comma_list
 from loadtest.toolbox.servers import (
     SERVER_METRICS_PORT,
     Target,
@@ -61,13 +63,24 @@ def check_numbers(args: argparse.Namespace) -> None:
         ("--metrics-port", args.metrics_port, 1 <= args.metrics_port <= 65535,
          "must be a TCP port from 1 to 65535"),
     )  # fmt: skip
-    broken = [
-        f"{option} {value:g}: {rule if math.isfinite(value) else 'must be a finite number'}"
-        for option, value, ok, rule in rules
-        if not (math.isfinite(value) and ok)
-    ]
-    if broken:
-        raise LabError("; ".join(broken))
+    check_rules(rules)
+
+
+def check_long_n(text: str) -> None:
+    """--long-n: auto or an n the servers answer; a LabError naming it otherwise."""
+    if text != "auto" and not (text.isdigit() and int(text) <= MAX_N):
+        raise LabError(
+            f"--long-n {text!r}: expected auto or an integer from 0 to {MAX_N} "
+            "(the servers' largest n)"
+        )
+
+
+def long_request(long_n: str, long_seconds: float) -> tuple[int, float]:
+    """The long request's n (--long-n; auto: fib(n) lasts about --long-seconds here) and the
+    seconds one fib(n) takes in this process."""
+    if long_n == "auto":
+        return choose_long_n(long_seconds)
+    return int(long_n), timed_fib(int(long_n))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the servers on CPython VERSION, in the variants image built for it (Docker)",
     )  # fmt: skip
     parser.add_argument("--metrics-port", type=int, default=SERVER_METRICS_PORT)
+    parser.add_argument(
+        "--timeline", action="store_true",
+        help="then record and draw each variant's convoy into OUT/timeline (Docker: §6.6)",
+    )  # fmt: skip
     add_pinning_options(parser)
     return parser
 
@@ -141,11 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         variants = comma_list(args.variants, VARIANTS, "variant", VARIANT_SETS)
         scenarios = comma_list(args.scenarios, SCENARIOS, "scenario")
         check_numbers(args)
-        if args.long_n != "auto" and not (args.long_n.isdigit() and int(args.long_n) <= MAX_N):
-            raise LabError(
-                f"--long-n {args.long_n!r}: expected auto or an integer from 0 to {MAX_N} "
-                "(the servers' largest n)"
-            )
+        check_long_n(args.long_n)
+        if args.timeline:
+            timeline.check_docker()
         targets, target_kind, variants = chosen_targets(args, variants)
         image = python_image(args.python) if args.python else None
         if image is not None:
@@ -153,11 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         busy = machine.busy_now()
         if busy.busy:
             print(busy.warning(), file=sys.stderr, flush=True)
-        if args.long_n == "auto":
-            long_n, long_seconds = choose_long_n(args.long_seconds)
-        else:
-            long_n = int(args.long_n)
-            long_seconds = timed_fib(long_n)
+        long_n, long_seconds = long_request(args.long_n, args.long_seconds)
         plan = Plan(
             variants=variants,
             scenarios=scenarios,
@@ -198,6 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "runs": measured["runs"],
         }
+        if args.timeline:  # its own servers, after the measured runs, never during them
+            command = shlex.join(["python", "-m", "loadtest.compare", *(argv or sys.argv[1:])])
+            timeline.run(variants, out / "timeline", Recipe(long_n=long_n), 2, command)
     except (LabError, machine.CpuListError) as error:
         print(f"loadtest.compare: {error}", file=sys.stderr)
         return 2

@@ -26,6 +26,19 @@ SCENARIOS: tuple[Scenario, ...] = ("short", "long", "convoy")
 PERCENTILES = ("p50", "p90", "p99", "p999", "max")
 NO_REPLY = "no reply in this stage"
 NO_WHOLE_REQUEST = "no request ran wholly inside this stage"
+# `gil_wait_share` is the GIL probe's own wait (docs/design.md §4): how busy
+# the GIL was, not whether a server thread waited. Every table and plot that
+# shows it says so in these words; which server threads wait is the
+# timeline's figure (docs/design.md §6.6).
+GIL_BUSY = "GIL busy (probe)"
+GIL_BUSY_NOTE = (
+    "GIL busy (probe): the share of the time the server's GIL probe, a thread of its own "
+    "that asks for the GIL every millisecond, waits for it (`gil_wait_share`, "
+    "docs/design.md §4). It says how busy the GIL was, not that a server thread waited: "
+    "a single-threaded loop computing fib inline (coro, asyncio, gevent, asyncio-uvloop) "
+    "reads as high as threads though no other server thread waits. Which server threads "
+    "wait: the timeline (docs/design.md §6.6)."
+)
 
 
 class LatencyMs(TypedDict):
@@ -85,8 +98,9 @@ class Run(TypedDict):
     bottleneck: Bottleneck
     server_latency_ms: NotRequired[dict[str, float | None] | None]
     server_cpu_cores: NotRequired[float | None]
-    # Share of the GIL probe's time it waited for the GIL over the run (None:
-    # the variant exports no probe)
+    # Share of the GIL probe's time it waited for the GIL over the run: how
+    # busy the GIL was, not a server thread's wait (None: the variant exports
+    # no probe)
     gil_wait_share: NotRequired[float | None]
     asked_rps: NotRequired[float | None]
     # long runs: one run object per clients stage, every figure the stage's own

@@ -42,6 +42,9 @@ RuleKey = Literal[
     "interp-pool-below-inline",
     "second-long-in-parallel",
     "prefork-convoy-partial",
+    # docs/design.md §3.2's prediction: judged over a sweep of switch intervals
+    # (loadtest.switchinterval), never by verdicts() below, which reads one run
+    "switch-interval law",
 ]
 
 # Which variants each rule speaks of (docs/design.md §3 names).
@@ -81,13 +84,25 @@ ABOVE_PROCPOOL_FACTOR = 1.1  # "above the process pool" beyond repeat-to-repeat 
 PARALLEL_LONG_RATIO = 1.4
 PARTIAL_FRACTION = 0.1  # prefork: short req/s during >= 10 % of before (threads: ~1 %)
 
+# The switch-interval law (docs/design.md §3.2): short req/s during the long
+# request is 1 / (k·i + t) at switch interval i, t = 1 / (short req/s before),
+# where k is the intervals a short request waits for the GIL, within a factor.
+SWITCH_LAW_INTERVALS_PER_REQUEST = {"threads": 1, "coro-threadpool": 3}
+SWITCH_LAW_FACTOR = {"threads": 1.5, "coro-threadpool": 2.0}
+# The control: fib in another process, so no law; its during-rate × i must
+# grow with i (span over the sweep) and its long request keep its time.
+SWITCH_LAW_CONTROL = "threads-procpool"
+SWITCH_LAW_VARIANTS = (*SWITCH_LAW_INTERVALS_PER_REQUEST, SWITCH_LAW_CONTROL)
+CONTROL_SPAN_FACTOR = 10.0  # during × i: max / min over the sweep, more than this
+CONTROL_LONG_TOLERANCE = 0.1  # each interval's long request within 10 % of the sweep's median
+
 
 @dataclass(frozen=True)
 class Rule:
     key: RuleKey
     behaviour: str  # what the talk shows, in words
     test: str  # the rule with its tolerance
-    beyond_talk: bool = False  # a prediction of docs/design.md §3.1, not the talk's
+    beyond_talk: bool = False  # a prediction of docs/design.md §3.1 or §3.2, not the talk's
 
 
 RULES: dict[RuleKey, Rule] = {
@@ -173,6 +188,24 @@ RULES: dict[RuleKey, Rule] = {
             "prefork-convoy-partial",
             "a long request convoys only its own process's clients",
             f"short req/s during ≥ {PARTIAL_FRACTION:.0%} of before",
+            beyond_talk=True,
+        ),
+        Rule(
+            "switch-interval law",
+            "the switch interval sets the convoy: a short request waits about one interval "
+            "for the GIL (threads), three on coro-threadpool; the process pool does not care",
+            "at every interval i, short req/s during ÷ predicted within ×{:g} of 1/(i + t) on "
+            "threads and ×{:g} of 1/({}i + t) on coro-threadpool (t = 1/before); {}: during "
+            "≥ {:.0%} of before, during × i spans more than {:g}× over the sweep, long "
+            "request within {:.0%} of its median".format(
+                SWITCH_LAW_FACTOR["threads"],
+                SWITCH_LAW_FACTOR["coro-threadpool"],
+                SWITCH_LAW_INTERVALS_PER_REQUEST["coro-threadpool"],
+                SWITCH_LAW_CONTROL,
+                IMMUNE_FRACTION,
+                CONTROL_SPAN_FACTOR,
+                CONTROL_LONG_TOLERANCE,
+            ),
             beyond_talk=True,
         ),
     )
@@ -265,7 +298,7 @@ class Verdict:
         return f"{self.mark} {self.status}: {self.variant}: {behaviour}: {self.figures}{margin}"
 
 
-def _judged(
+def judged(
     rule: RuleKey, variant: str, margin: float, figures: str, groups: Iterable[RunGroup]
 ) -> Verdict:
     """The verdict on figures whose distance from the rule's bound is `margin` (>= 1 holds)."""
@@ -300,7 +333,7 @@ def _judged(
     return Verdict(rule, variant, margin >= 1, figures, margin=margin)
 
 
-def _no_data(rule: RuleKey, variant: str, why: str) -> Verdict:
+def no_data(rule: RuleKey, variant: str, why: str) -> Verdict:
     return Verdict(rule, variant, None, why)
 
 
@@ -322,7 +355,7 @@ def long_serialised(
     base = one.stat("seconds_per_request") if one else None
     if one is None or base is None or base.median <= 0:
         why = f"1 client: {one.gap}" if one is not None and one.gap else "no 1-client long figure"
-        return _no_data(rule, variant, f"{why}: nothing to compare with")
+        return no_data(rule, variant, f"{why}: nothing to compare with")
     parts = [f"1 client {fmt_seconds(base.median)}"]
     margin = math.inf
     measured: list[RunGroup] = [one]
@@ -338,12 +371,12 @@ def long_serialised(
         margin = min(margin, ratio / low, high / ratio)  # >= 1 inside [low, high]
         parts.append(f"{clients} clients {fmt_seconds(seconds.median)} ({ratio:.2f}×)")
     if len(measured) == 1:
-        return _no_data(
+        return no_data(
             rule,
             variant,
             f"only the 1-client stage has a figure: {', '.join(parts)}",
         )
-    return _judged(rule, variant, margin, ", ".join(parts), measured)
+    return judged(rule, variant, margin, ", ".join(parts), measured)
 
 
 def _convoy_figures(
@@ -379,8 +412,8 @@ def _convoy_rule(
         return None
     group, before, during = figures
     if before <= 0:
-        return _no_data(rule, variant, "no short requests were answered before the long one")
-    return _judged(
+        return no_data(rule, variant, "no short requests were answered before the long one")
+    return judged(
         rule, variant, margin(before, during), _convoy_text(group, before, during), [group]
     )
 
@@ -437,20 +470,20 @@ def pool_baseline_below_threads(groups: Sequence[RunGroup], variant: str) -> Ver
         return None
     threads = _baseline(groups, "threads")
     if threads is None:
-        return _no_data(
+        return no_data(
             rule, variant, "threads was not measured in this run: nothing to compare with"
         )
     pool_group, pool_rps, source = pool
     threads_group, threads_rps, threads_source = threads
     if threads_rps <= 0:
-        return _no_data(rule, variant, "threads answered no short requests")
+        return no_data(rule, variant, "threads answered no short requests")
     fraction = pool_rps / threads_rps
     figures = (
         f"{fmt_rps(pool_rps)} req/s ({source}) vs threads {fmt_rps(threads_rps)} req/s "
         f"({threads_source}): {fraction:.0%} of threads'"
     )
     margin = _ratio(BASELINE_BELOW_FRACTION, fraction)  # fraction <= 90 %
-    return _judged(rule, variant, margin, figures, [pool_group, threads_group])
+    return judged(rule, variant, margin, figures, [pool_group, threads_group])
 
 
 # --- beyond the talk (docs/design.md §3.1) ---------------------------------------
@@ -500,19 +533,19 @@ def _against(
         return None
     other = _baseline(groups, reference)
     if other is None:
-        return _no_data(
+        return no_data(
             rule, variant, f"{reference} was not measured in this run: nothing to compare with"
         )
     own_group, own_rps, source = own
     other_group, other_rps, other_source = other
     if other_rps <= 0:
-        return _no_data(rule, variant, f"{reference} answered no short requests")
+        return no_data(rule, variant, f"{reference} answered no short requests")
     fraction = own_rps / other_rps
     figures = (
         f"{fmt_rps(own_rps)} req/s ({source}) vs {reference} {fmt_rps(other_rps)} req/s "
         f"({other_source}): {fraction:.0%} of {reference}'s"
     )
-    return _judged(rule, variant, margin(fraction), figures, [own_group, other_group])
+    return judged(rule, variant, margin(fraction), figures, [own_group, other_group])
 
 
 def uvloop_above_asyncio(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
@@ -544,13 +577,13 @@ def second_long_in_parallel(groups: Sequence[RunGroup], variant: str) -> Verdict
     base = one.stat("seconds_per_request") if one else None
     pair = two.stat("seconds_per_request") if two else None
     if one is None or two is None or base is None or pair is None or base.median <= 0:
-        return _no_data(rule, variant, "no 1- and 2-client long figures to compare")
+        return no_data(rule, variant, "no 1- and 2-client long figures to compare")
     ratio = pair.median / base.median
     figures = (
         f"1 client {fmt_seconds(base.median)}, 2 clients {fmt_seconds(pair.median)} "
         f"({ratio:.2f}×); {_repeats(two)}"
     )
-    return _judged(rule, variant, _ratio(PARALLEL_LONG_RATIO, ratio), figures, [one, two])
+    return judged(rule, variant, _ratio(PARALLEL_LONG_RATIO, ratio), figures, [one, two])
 
 
 RuleCheck = Callable[[Sequence[RunGroup], str], Verdict | None]

@@ -7,7 +7,8 @@
 # variants image, built from this checkout), each into its own directory,
 # then one table of the figures that say whether the convoy changed: short
 # req/s, the convoy's short req/s before → during, one long request's time
-# and the GIL wait during the convoy run, per variant per Python.
+# and how busy the GIL was during the convoy run (the GIL probe's wait, not a
+# server thread's), per variant per Python.
 
 from __future__ import annotations
 
@@ -21,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.compare import cli
-from loadtest.compare.summary import RunGroup, check_summary, find_group, group_runs
+from loadtest.compare.summary import (
+    GIL_BUSY_NOTE,
+    RunGroup,
+    check_summary,
+    find_group,
+    group_runs,
+)
 from loadtest.toolbox.formats import fmt_rps
 
 CORE_VARIANTS = ("threads", "threads-procpool", "coro", "asyncio")
@@ -85,11 +92,11 @@ def versions_table(summaries: dict[str, dict[str, Any]]) -> str:
         "Python's runs and report are in the directory of its name.",
         "",
         "| variant | Python | short req/s | convoy short req/s before → during | drop | "
-        "long request s (1 client) | GIL wait (convoy run) |",
+        "long request s (1 client) | GIL busy (probe, convoy run) |",
         "|---|---|---|---|---|---|---|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    lines.append("")
+    lines += ["", f"{GIL_BUSY_NOTE} Here over the whole convoy run.", ""]
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Sequence
 
@@ -38,6 +39,22 @@ def comma_list(
             f"{', '.join(allowed)} or {' or '.join([*(sets or {}), 'all'])}"
         )
     return chosen
+
+
+# (option, its value, whether the value is allowed, the rule to say when not)
+Rule = tuple[str, float, bool, str]
+
+
+def check_rules(rules: Sequence[Rule]) -> None:
+    """A LabError naming every numeric option that breaks its rule (NaN and
+    infinities break every rule)."""
+    broken = [
+        f"{option} {value:g}: {rule if math.isfinite(value) else 'must be a finite number'}"
+        for option, value, ok, rule in rules
+        if not (math.isfinite(value) and ok)
+    ]
+    if broken:
+        raise LabError("; ".join(broken))
 
 
 def add_pinning_options(parser: argparse.ArgumentParser) -> None:

@@ -79,18 +79,27 @@ def local_command(
     extra_args: Sequence[str],
     image: str | None = None,
     cpus: set[int] | None = None,
+    wrapper: Sequence[str] = (),
+    docker_options: Sequence[str] = (),
+    launcher: Sequence[str] = (),
 ) -> tuple[list[str], str | None]:
     """`python -m services <variant>` on free ports of 127.0.0.1: here, or in
     `image`, or, for a variant that needs a newer Python than this one, in
     its compose image. A container runs with `--network host`: the same
     ports, no proxy between. Returns the command and the container's name
     (None: a plain process). `cpus`: a container gets them as its cpuset (a
-    plain process is pinned by local_variant)."""
+    plain process is pinned by local_variant). `wrapper`: Python arguments
+    that run the server through another module (`-m services.sampler ...`),
+    which takes the variant and its flags last; `docker_options`: more
+    options of `docker run`; `launcher`: a program and its arguments that
+    run the Python command as their own child (`py-spy record ... --`), its
+    paths valid here and in a container alike."""
     flags = [variant, "--port", "0", "--metrics-port", "0", *extra_args]
+    module = list(wrapper) or ["-m", "services"]
     if image is None:
         needed = PYTHON_NEEDED.get(variant)
         if needed is None or sys.version_info >= needed:
-            return [sys.executable, "-m", "services", *flags], None
+            return [*launcher, sys.executable, *module, *flags], None
         image = NEWER_PYTHON_IMAGE
         found = subprocess.run(
             ["docker", "image", "inspect", image], capture_output=True, check=False
@@ -102,10 +111,13 @@ def local_command(
                 f"`docker compose build {variant}` builds it"
             )
     name = f"fiblab-compare-{os.getpid()}-{variant}"
+    # The image's entrypoint is `python -m services`; a wrapper or a launcher replaces it.
+    program = [*launcher, "python", *module] if wrapper or launcher else []
     return [
         "docker", "run", "--rm", "--name", name, "--network", "host",
-        "--env", "FIB_HOST=127.0.0.1",
-        *(["--cpuset-cpus", format_cpus(cpus)] if cpus else []), image, *flags,
+        "--env", "FIB_HOST=127.0.0.1", *docker_options,
+        *(["--cpuset-cpus", format_cpus(cpus)] if cpus else []),
+        *(["--entrypoint", program[0], image, *program[1:]] if program else [image]), *flags,
     ], name  # fmt: skip
 
 
@@ -115,10 +127,19 @@ def local_variant(
     extra_args: Sequence[str] = (),
     image: str | None = None,
     cpus: set[int] | None = None,
+    wrapper: Sequence[str] = (),
+    docker_options: Sequence[str] = (),
+    launcher: Sequence[str] = (),
+    stop_signal: int = signal.SIGTERM,
 ) -> Iterator[Target]:
     """A variant on free ports of 127.0.0.1, in its own process group; on
-    `cpus` only when given (its pool workers inherit them)."""
-    command, container = local_command(variant, extra_args, image, cpus)
+    `cpus` only when given (its pool workers inherit them). `wrapper`,
+    `docker_options` and `launcher`: see local_command. `stop_signal` ends
+    it (SIGTERM: the server drains; py-spy writes its profile on SIGINT
+    only, and `docker run` relays either)."""
+    command, container = local_command(
+        variant, extra_args, image, cpus, wrapper, docker_options, launcher
+    )
     pin = cpus if cpus and container is None else None
     process = subprocess.Popen(
         command,
@@ -143,13 +164,13 @@ def local_variant(
             raise LabError(f"{variant} did not start (exit code {process.wait()})")
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGTERM)
+            os.kill(process.pid, stop_signal)
         try:
             process.wait(15)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # pool workers included
-            if container is not None:  # `docker run` relays SIGTERM; this if it did not stop
+            if container is not None:  # `docker run` relays the signal; this if it did not stop
                 subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
             if not drained:
                 output.close()

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -30,15 +31,18 @@ import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import replace
 from types import FrameType, TracebackType
 from typing import Any
 
+from .fib import fib
 from .linger import Lingerer
 from .metrics import ConnectionTally, Metrics, NullMetrics
 from .metrics_http import SCRAPE_CONNECTIONS
 from .protocol import ErrorCode, FibProtocol, Request, error_line, reply_line
 from .settings import Settings
+from .timeline import Timeline
 
 log = logging.getLogger("fiblab")
 
@@ -116,6 +120,9 @@ class Lab:
         if metrics is None and settings.metrics:
             metrics = Metrics(settings.variant, settings.cpu_source, gil_probe=settings.gil_probe)
         self.metrics: NullMetrics = metrics or NullMetrics()
+        self.timeline: Timeline | None = None
+        if settings.timeline:
+            self.timeline = Timeline(settings.timeline, settings.timeline_events, settings.variant)
         self.stopping = threading.Event()
         self.drain_deadline = float("inf")
         self.lingerer = Lingerer(settings.linger_timeout)
@@ -254,6 +261,14 @@ class Lab:
 
     # -- shutdown ----------------------------------------------------------
 
+    def traced(self, pool: Executor) -> Executor:
+        """`pool`, its calls on the timeline when there is one."""
+        return pool if self.timeline is None else self.timeline.traced(pool)
+
+    def save_timeline(self) -> None:
+        if self.timeline is not None:
+            log.info("timeline written to %s", self.timeline.write())
+
     def on_stop(self, callback: Callable[[], object]) -> None:
         self._stop_callbacks.append(callback)
 
@@ -302,6 +317,7 @@ class Connection:
         self.protocol = FibProtocol(lab.settings.max_n, lab.settings.max_line)
         self.metrics = lab.metrics
         self.tally: ConnectionTally | None = None  # set on entry, when metrics are on
+        self.timeline = lab.timeline
         self._idle_timeout = lab.settings.idle_timeout
         self.raw = write is None  # we own a plain socket (not an asyncio transport's)
         self._write = write or sock.sendall
@@ -369,8 +385,8 @@ class Connection:
         tally = self.tally
         arrived = time.monotonic()  # one clock read per read: every line in it arrived then
         for request in self.protocol.receive(data):
+            request.started = arrived
             if tally is not None:
-                request.started = arrived
                 tally.started += 1
                 if tally.started >= tally.fold_at:  # keeps its lists short without a scraper
                     tally.fold()
@@ -390,7 +406,12 @@ class Connection:
         if error is None:
             assert n is not None
             try:
-                if compute is not None:
+                if compute is fib and (timeline := self.timeline) is not None:
+                    # fib runs in this thread (a pool's calls: TracedPool)
+                    computing = time.monotonic()
+                    line = reply_line(fib(n))
+                    timeline.add("fib", computing, time.monotonic(), n)
+                elif compute is not None:
                     line = reply_line(compute(n))
                 else:
                     assert request.future is not None, "no compute and no future"
@@ -401,6 +422,8 @@ class Connection:
         if error is not None:
             line = error_line(error, request.error_text)
         now = time.monotonic()  # one clock read: the duration and the next deadline
+        if (timeline := self.timeline) is not None:
+            timeline.add("request", request.started, now, n)
         if (tally := self.tally) is not None:
             if error is None and n == tally.n:  # inline: a call would add 0.3 µs to fib(1)
                 tally.durations.append(now - request.started)
@@ -419,6 +442,10 @@ class Connection:
 
     def __enter__(self) -> Connection:
         self.tally = self.metrics.connection_opened()
+        if (timeline := self.timeline) is not None:  # prefork: which worker it landed on
+            with contextlib.suppress(OSError):
+                now = time.monotonic()
+                timeline.add("connection", now, now, self.sock.getpeername()[1])
         if not self.lab._admit(self):
             self.protocol.closed = True
             limit = self.lab.settings.max_connections

@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 
+from .timeline import check_folder
+
 
 def cpus_available() -> int:
     """CPUs this process may run on (affinity), not the machine's count."""
@@ -38,6 +40,8 @@ class Settings:
     switch_interval: float = 0.0  # 0: leave CPython's default (0.005 s)
     cpu_source: str = "auto"
     gil_probe: bool = True
+    timeline: str = ""  # "": off; else the folder of timeline-<pid>.json (timeline.py)
+    timeline_events: int = 100_000
     metrics: bool = True
 
     @property
@@ -100,6 +104,11 @@ _OPTIONS: dict[str, tuple[Callable[[str], object], str]] = {
     "switch_interval": (_at_least(0, float), "sys.setswitchinterval (0: default)"),
     "cpu_source": (_choice("auto", "cgroup", "process"), "what fib_cpu_seconds_total counts"),
     "gil_probe": (_on_off, "on|off: export how long threads wait for the GIL (fib_gil_*)"),
+    "timeline": (
+        check_folder,
+        "record a timeline of requests and fib calls, written to this folder at exit (empty: off)",
+    ),
+    "timeline_events": (_at_least(1, int), "events a timeline keeps (its last ones)"),
 }
 
 

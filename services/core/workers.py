@@ -165,6 +165,7 @@ def _worker_main(
         if not lab.stopping.is_set():  # the server shut the listener: it is stopping
             lab.stop()
     lab.wait_closed()
+    lab.save_timeline()
     os._exit(0)
 
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.bench import this_commit
 from tests.conftest import ROOT, start_server
 
 LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
@@ -139,18 +140,10 @@ def master_cost() -> None:
 def made_by(argv: Sequence[str]) -> str:
     """What made these figures, and on what: the command, the commit (and
     whether the tree had changes), the machine and its load at the start."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
-        ).stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    changed = " with uncommitted changes" if git("status", "--porcelain", "-uno") else ""
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     return (
         f"`{' '.join(['python -m tests.bench.bucketing', *argv])}`"
-        f" at commit {commit}{changed}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())};"
+        f" at commit {this_commit()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())};"
         f" {platform.python_implementation()} {platform.python_version()}, Locust"
         f" {importlib.metadata.version('locust')}; {os.cpu_count()} CPUs; load average"
         f" at the start {load} (1, 5, 15 min)."

@@ -30,7 +30,9 @@ import platform
 import random
 import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -41,7 +43,8 @@ from loadtest.toolbox.errors import LabError
 from loadtest.toolbox.options import comma_list
 from services import VARIANTS
 from services.core.fib import fib
-from tests.conftest import Server, group_cpu_seconds, group_members, start_server
+from tests.bench import this_commit
+from tests.conftest import ROOT, Server, group_cpu_seconds, group_members, start_server
 
 WARM_UP = 0.5
 OVERHEAD_GOAL = 0.97
@@ -173,17 +176,22 @@ def bench_side_by_side(
     pairs: int,
     goal: str,
     started: list[Server] | None = None,
+    env: dict[bool, dict[str, str]] | None = None,
 ) -> float:
     """`pairs` servers of each kind (flags[True], flags[False]; a variant per
-    kind, or one for both) side by side, fib(1) interleaved over all of them;
-    the median ratio of kind True's rate to kind False's."""
+    kind, or one for both; `env`: more environment per kind) side by side,
+    fib(1) interleaved over all of them; the median ratio of kind True's
+    rate to kind False's."""
     variants = variant if isinstance(variant, dict) else {True: variant, False: variant}
     shuffle = random.Random(2015).shuffle
     servers: list[tuple[bool, Server]] = []
     try:
         for pair in range(pairs):
             kinds = (True, False) if pair % 2 == 0 else (False, True)  # neither always first
-            servers.extend((kind, start_server(variants[kind], *flags[kind])) for kind in kinds)
+            servers.extend(
+                (kind, start_server(variants[kind], *flags[kind], env=(env or {}).get(kind)))
+                for kind in kinds
+            )
             if started is not None:  # for a scraper running meanwhile
                 started.extend(server for _kind, server in servers[-2:])
         with contextlib.ExitStack() as stack:
@@ -318,6 +326,34 @@ def bench_prefork(rounds: int, requests: int, pairs: int) -> None:
         scraper.join(5)
 
 
+def bench_timeline(rounds: int, requests: int, pairs: int, base: str) -> None:
+    """The server's timeline (FIB_TIMELINE, docs/design.md §6.6) on `threads`:
+    off against the code of commit `base` (before the timeline existed: its
+    hooks cost nothing when off, goal >= 0.99), then on against off (what
+    recording costs)."""
+    with tempfile.TemporaryDirectory() as before, tempfile.TemporaryDirectory() as written:
+        # The services package as it was at `base`, imported instead of the
+        # working tree's: PYTHONSAFEPATH keeps `python -m` from putting the
+        # current folder first on sys.path.
+        archive = subprocess.run(["git", "archive", base, "services"], cwd=ROOT,
+                                 capture_output=True, check=True).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", before], input=archive, check=True)
+        print(f"#### Off, against commit {base} (no timeline code)\n", flush=True)
+        off = bench_side_by_side(
+            "threads", {True: [], False: []},
+            {True: "this commit, timeline off", False: f"commit {base}"},
+            rounds, requests, pairs, "goal >= 0.99",
+            env={False: {"PYTHONSAFEPATH": "1", "PYTHONPATH": before}},
+        )  # fmt: skip
+        print(f"\noff / before: {off:.3f}: {'met' if off >= 0.99 else 'NOT met'} (goal >= 0.99)")
+        print("\n#### On, against off\n", flush=True)
+        bench_side_by_side(
+            "threads", {True: ["--timeline", written], False: []},
+            {True: "timeline on", False: "timeline off"},
+            rounds, requests, pairs, "no goal: a cost",
+        )  # fmt: skip
+
+
 def variant_list(text: str) -> list[str]:
     try:
         return comma_list(text, VARIANTS, "variant")
@@ -359,6 +395,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="instead: what the GIL probe costs on threads and coro (fib(1) and the convoy)",
     )  # fmt: skip
     parser.add_argument(
+        "--timeline", metavar="BASE",
+        help="instead: the timeline's cost on threads, off against commit BASE, then on",
+    )  # fmt: skip
+    parser.add_argument(
         "--control", action="store_true",
         help="run --no-metrics on both sides: the method's own noise (ratio ~1.000)",
     )  # fmt: skip
@@ -382,6 +422,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             flush=True,
         )
         bench_prefork(args.rounds, args.round_requests, args.pairs)
+        print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+        return
+    if args.timeline:
+        print(
+            f"### What the server's timeline costs (`python -m tests.bench.server --timeline "
+            f"{args.timeline}` at commit {this_commit()}): {args.pairs} servers of each kind, "
+            f"{args.rounds} rounds of {args.round_requests} interleaved fib(1) requests per "
+            "server\n",
+            flush=True,
+        )
+        bench_timeline(args.rounds, args.round_requests, args.pairs, args.timeline)
         print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
         return
     if args.gil_probe:

@@ -39,9 +39,10 @@ def make(*args: str) -> str:
         ("capacity", "-m loadtest.capacity"),
         ("capacity-sweep", "-m loadtest.capacity"),
         ("capacity-rates FROM=results/capacity-1", "-m loadtest.capacity"),
+        ("profile VARIANT=coro", "-m loadtest.profile --variant coro"),
     ],
     ids=["compare", "compare-quick", "compare-docker", "capacity", "capacity-sweep",
-         "capacity-rates"],
+         "capacity-rates", "profile"],
 )  # fmt: skip
 def test_comparison_targets_pass_args_on(target: str, command: str) -> None:
     # A recipe line may be continued with a backslash: join them first.

@@ -5,6 +5,7 @@
 # generates; each dashboard is a valid model with unique panel ids and no
 # overlapping panels; every datasource reference is the provisioned one;
 # every query parses as PromQL and reads only docs/design.md §4 metrics and labels;
+# the GIL probe's panel says it shows a busy GIL, not which server thread waits;
 # the provisioning files point where docker-compose.yml mounts them.
 
 from __future__ import annotations
@@ -154,6 +155,60 @@ def test_the_overlap_check_sees_an_overlap() -> None:
     b = {"title": "b", "gridPos": {"x": 11, "y": 7, "w": 4, "h": 4}}
     c = {"title": "c", "gridPos": {"x": 12, "y": 0, "w": 12, "h": 8}}
     assert overlapping([a, b, c]) == [("a", "b"), ("b", "c")]
+
+
+GIL_METRICS = {"fib_gil_wait_seconds_total", "fib_gil_probe_seconds_total"}
+
+
+def gil_probe_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """The panels that read the GIL probe's counters."""
+    values = variable_values(dashboard, list(VARIANTS))
+    return [
+        panel
+        for panel in iter_panels(dashboard)
+        if any(
+            GIL_METRICS & usage(substitute(t["expr"], values)).metrics
+            for t in panel.get("targets", [])
+        )
+    ]
+
+
+def gil_panel_problems(panel: dict[str, Any]) -> list[str]:
+    """Why a GIL probe panel could be read as server threads' contention (empty: it cannot)."""
+    title, description = panel.get("title", ""), panel.get("description", "")
+    problems = []
+    if not re.search(r"\bbusy\b", title, re.IGNORECASE) or "probe" not in title.lower():
+        problems.append(f"title {title!r} does not say it is a busy GIL seen by a probe")
+    if not re.search(r"single-threaded loop", description, re.IGNORECASE):
+        problems.append("description does not warn that a single-threaded loop reads high")
+    if not re.search(r"no other server thread waits", description, re.IGNORECASE):
+        problems.append("description does not say that no other server thread waits there")
+    if "timeline" not in description or "§6.6" not in description:
+        problems.append("description does not point to the timeline (docs/design.md §6.6)")
+    return problems
+
+
+@pytest.mark.parametrize("name", sorted(UIDS))
+def test_the_gil_panel_says_it_shows_a_busy_gil_not_who_waits(name: str) -> None:
+    """The probe's wait share reads as high on an inline loop as on threads:
+    the panel must not pass for server threads' contention."""
+    panels = gil_probe_panels(DASHBOARDS[name])
+    assert panels, f"{name}: no panel of the GIL probe"
+    for panel in panels:
+        assert not gil_panel_problems(panel), (panel["title"], gil_panel_problems(panel))
+
+
+def test_the_gil_panel_check_fails_the_old_title_and_a_bare_description() -> None:
+    old = {
+        "title": "Waiting for the GIL",
+        "description": "Share of the time a thread that wants the GIL waits for it.",
+    }
+    assert len(gil_panel_problems(old)) == 4
+    (panel, *_) = gil_probe_panels(DASHBOARDS["fiblab-convoy.json"])
+    caveat_dropped = dict(panel, description=panel["description"].replace("single-threaded", ""))
+    assert gil_panel_problems(caveat_dropped) == [
+        "description does not warn that a single-threaded loop reads high"
+    ]
 
 
 def scrape_targets() -> dict[str, list[str]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -26,10 +27,13 @@ from loadtest.compare import bottleneck, cli
 from loadtest.compare.environment import environment
 from loadtest.compare.plan import Plan
 from loadtest.compare.summary import Environment, LatencyMs, Run, TimelinePoint
-from loadtest.compare.verdicts import CHECKS, RULES
+from loadtest.compare.verdicts import CHECKS, RULES, SWITCH_LAW_VARIANTS
+from loadtest.profile import cli as profile_cli
 from loadtest.swarm.bucketing import bucket_ms
 from loadtest.swarm.exporter import LatencyTable
 from loadtest.swarm.targets import parse_targets
+from loadtest.switchinterval import cli as switch_interval_cli
+from loadtest.switchinterval.summary import IntervalRecord, SweepEnvironment, SweepSummary
 from loadtest.toolbox import machine
 from loadtest.toolbox.servers import Target
 from services import VARIANTS, module_name
@@ -182,7 +186,8 @@ def test_every_setting_with_its_flag_and_default(capsys: pytest.CaptureFixture[s
         field = variable.removeprefix("FIB_").lower()
         assert backticked(flag) == ["--" + field.replace("_", "-")], variable
         assert re.search(rf"^\s*{backticked(flag)[0]}\b", help_text, re.MULTILINE), flag
-        documented, actual = backticked(default)[0], getattr(defaults, field)
+        documented = (backticked(default) or [""])[0]  # no backticks: empty
+        actual = getattr(defaults, field)
         if isinstance(actual, bool):  # an on|off setting
             assert documented == ("on" if actual else "off"), variable
         elif isinstance(actual, str):
@@ -323,3 +328,54 @@ def test_every_capacity_summary_field_is_described() -> None:
     text = section(6)
     missing = sorted(name for name in written if f"`{name}`" not in text)
     assert not missing, f"capacity summary fields §6.4 does not describe: {missing}"
+
+
+def check_options_with_defaults(help_text: str, header: str, defaults: dict[str, Any]) -> None:
+    """A command's options (its --help) are the rows of §6's table headed `header`, with
+    the defaults it gives (`defaults`: its parsed namespace)."""
+    listed = re.findall(r"^ {2}(?:-\w, )?(--[a-z][a-z-]*)", help_text, re.MULTILINE)
+    rows = table(6, header)
+    documented = {option for row in rows for option in backticked(row[0])}
+    assert set(listed) - {"--help"} == documented
+    for row in rows:
+        (option, *more), default = backticked(row[0]), backticked(row[1])
+        actual = defaults[option.removeprefix("--").replace("-", "_")]
+        if more or not default or actual is None:
+            continue  # several options in a row, or a default the code computes (--out)
+        if NUMBER.fullmatch(default[0]):
+            assert float(actual) == float(default[0]), option
+        else:
+            assert actual == default[0], option
+
+
+def test_every_switch_interval_option_with_its_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        switch_interval_cli.main(["--help"])
+    defaults = vars(switch_interval_cli.build_parser().parse_args([]))
+    check_options_with_defaults(capsys.readouterr().out, "switch-interval option", defaults)
+
+
+def test_every_profile_option_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        profile_cli.main(["--help"])
+    defaults = vars(profile_cli.build_parser().parse_args(["--variant", "threads"]))
+    check_options_with_defaults(capsys.readouterr().out, "profile option", defaults)
+
+
+def test_every_switch_interval_summary_field_is_described() -> None:
+    fields: set[str] = set()
+    for schema in (SweepSummary, SweepEnvironment, IntervalRecord):
+        fields |= schema.__required_keys__ | schema.__optional_keys__
+    text = section(6)
+    # a field by its `name`, or by its "name" in the skeleton of the whole file
+    missing = sorted(name for name in fields if f"`{name}`" not in text and f'"{name}"' not in text)
+    assert not missing, f"switch-interval summary fields §6.7 does not describe: {missing}"
+
+
+def test_the_switch_interval_law_with_its_variants_and_bounds() -> None:
+    _name, listed, holds = named_rows(6, "rule")["switch-interval law"]
+    assert backticked(listed) == list(SWITCH_LAW_VARIANTS)
+    bounds = numbers(RULES["switch-interval law"].test)  # from the rule's constants
+    assert bounds <= numbers(holds), f"§6 should give the law's bounds {bounds}"

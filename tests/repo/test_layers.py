@@ -112,6 +112,13 @@ def test_the_circle_finder_finds_a_circle():
         ("loadtest.swarm", "loadtest.compare"),
         ("loadtest.swarm", "loadtest.capacity"),
         ("services", "loadtest"),
+        ("loadtest.switchinterval", "loadtest.capacity"),
+        ("loadtest.timeline", "loadtest.compare"),
+        ("loadtest.timeline", "loadtest.capacity"),
+        ("loadtest.toolbox", "loadtest.timeline"),
+        ("loadtest.profile", "loadtest.capacity"),
+        ("loadtest.profile", "loadtest.switchinterval"),
+        ("loadtest.profile", "loadtest.timeline"),
     ],
 )
 def test_packages_depend_one_way(importer: str, imported_package: str):
@@ -121,5 +128,18 @@ def test_packages_depend_one_way(importer: str, imported_package: str):
         if module == importer or module.startswith(importer + ".")
         for target in targets
         if target == imported_package or target.startswith(imported_package + ".")
+    )
+    assert crossing == []
+
+
+@pytest.mark.parametrize("package", ["loadtest.switchinterval", "loadtest.profile"])
+def test_nothing_imports_the_runners_on_top(package: str):
+    # each stands on compare and toolbox (docs/design.md §1); nothing stands on it
+    crossing = sorted(
+        f"{module} -> {target}"
+        for module, targets in import_graph().items()
+        if not module.startswith(package)
+        for target in targets
+        if target.startswith(package)
     )
     assert crossing == []

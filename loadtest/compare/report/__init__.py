@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from loadtest.compare.summary import (
     variants_of,
 )
 from loadtest.compare.verdicts import Verdict, verdicts
+from loadtest.timeline.report import render as render_timeline
 from loadtest.toolbox.baseline import BaselineError, one_line
 
 
@@ -61,7 +63,12 @@ def write_report(summary: Mapping[str, object] | Summary, out_dir: Path) -> Repo
         if (gil := plot_gil(groups, variants, out_dir / "gil.png")) is not None:
             plots.append(gil)
     markdown = out_dir / "summary.md"
-    markdown.write_text(render_markdown(checked, groups, found, plots), "utf-8")
+    text = render_markdown(checked, groups, found, plots)
+    drawn = out_dir / "timeline" / "timeline.json"  # `--timeline` (docs/design.md §6.6)
+    if drawn.exists():
+        document = json.loads(drawn.read_text("utf-8"))
+        text = text.rstrip("\n") + "\n\n" + render_timeline(document, "timeline/", level=2)
+    markdown.write_text(text, "utf-8")
     return Report([markdown, *plots], found)
 
 

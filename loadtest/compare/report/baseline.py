@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import cast
 
 from loadtest.compare.summary import (
+    GIL_BUSY,
     SCENARIOS,
     Run,
     Summary,
@@ -97,7 +98,7 @@ RUN_FIGURES: tuple[tuple[FigureKind, RunFigure], ...] = (
     (FigureKind("drop factor", "×", "lower is better", fmt_factor), drop_factor),
     (FigureKind("long request s", "s", "lower is better", fmt_two), field_of("long_seconds")),
     (
-        FigureKind("GIL wait", "share", "lower is better", percent_or_dash),
+        FigureKind(GIL_BUSY, "share", "lower is better", percent_or_dash),
         field_of("gil_wait_share"),
     ),
 )

@@ -20,6 +20,7 @@ from matplotlib.ticker import PercentFormatter
 
 from loadtest.compare.report.tables import LATENCY_COLUMNS
 from loadtest.compare.summary import (
+    GIL_BUSY,
     Run,
     RunGroup,
     TimelinePoint,
@@ -293,7 +294,8 @@ def plot_cpu(groups: Sequence[RunGroup], variants: Sequence[str], cores: float, 
 
 
 def plot_gil(groups: Sequence[RunGroup], variants: Sequence[str], path: Path) -> Path | None:
-    """The GIL probe's wait share per variant and scenario (None: no variant has a probe)."""
+    """The GIL probe's wait share per variant and scenario: how busy the GIL was,
+    not a server thread's wait (None: no variant has a probe)."""
     # Short and convoy runs: each a run of its own (a long run's stages share one).
     runs = [group for group in groups if group.scenario != "long"]
     if all(group.stat("gil_wait_share") is None for group in runs):
@@ -305,9 +307,12 @@ def plot_gil(groups: Sequence[RunGroup], variants: Sequence[str], path: Path) ->
     ax.set_ylim(0, 1)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_title(
-        "Waiting for the GIL: share of the time a thread that asks for it waits (whole run)"
+        "GIL busy: share of the time the server's GIL probe waits for the GIL (whole run)\n"
+        "a busy GIL, not who waits: a single-threaded loop reads high "
+        "with no server thread waiting",
+        fontsize="medium",
     )
-    ax.set_ylabel("GIL wait share (the server's GIL probe)")
+    ax.set_ylabel(f"{GIL_BUSY}: the probe thread's wait share")
     legend_with_marks(ax, series)
     figure.savefig(path, dpi=110)
     return path

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from loadtest.compare.summary import (
+    GIL_BUSY_NOTE,
     Run,
     RunGroup,
     Summary,
@@ -354,14 +355,12 @@ def convoy_section(groups: Sequence[RunGroup]) -> list[str]:
                 "during",
                 "drop factor",
                 "long request s",
-                "GIL wait (run)",
+                "GIL busy (probe, run)",
             ],
             rows,
         ),
         "",
-        "GIL wait: the share of the time a thread that asks for the GIL waits for it, "
-        "over the whole convoy run (its before, during and after thirds), from the "
-        "server's GIL probe (docs/design.md §4).",
+        f"{GIL_BUSY_NOTE} Here over the whole convoy run (its before, during and after thirds).",
         "",
     ]
 

@@ -384,7 +384,7 @@ RAW_FIGURES: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "s/request": lambda run: run.get("seconds_per_request"),
     "short req/s before": lambda run: run.get("short_rps_before"),
     "short req/s during": lambda run: run.get("short_rps_during"),
-    "GIL wait": lambda run: run.get("gil_wait_share"),
+    "GIL busy (probe)": lambda run: run.get("gil_wait_share"),
 }
 
 

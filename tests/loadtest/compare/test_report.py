@@ -378,7 +378,12 @@ def test_a_run_with_the_gil_probe_gets_a_gil_plot_and_column(tmp_path: Path) -> 
         assert image.width > 800
     markdown = written[0].read_text("utf-8")
     convoy = markdown.split("## Convoy", 1)[1]
-    assert "GIL wait (run)" in convoy
+    assert "GIL busy (probe, run)" in convoy
+    # The column is a busy GIL, not server threads' contention, and says so.
+    (note,) = [line for line in convoy.splitlines() if line.startswith("GIL busy (probe):")]
+    assert "single-threaded loop" in note, note
+    assert "not that a server thread waited" in note, note
+    assert "timeline (docs/design.md §6.6)" in note, note
     rows = {line.split(" | ")[0].strip("| "): line for line in convoy.splitlines() if "|" in line}
     assert rows["threads"].endswith("| 40% |"), rows["threads"]
     assert rows["threads-procpool"].endswith("| 3% |"), rows["threads-procpool"]

@@ -38,6 +38,9 @@ def test_one_row_per_variant_per_python_with_the_convoy_and_the_gil() -> None:
     assert "200.0×" in rows[0]
     assert "| ∞ |" in rows[2], "no short reply during the long one: an infinite drop"
     assert rows[0].endswith("| 80% |")
+    assert "| GIL busy (probe, convoy run) |" in table
+    # The column is a busy GIL, not server threads' contention, and says so under the table.
+    assert "single-threaded loop" in table.split(rows[-1], 1)[1]
 
 
 def test_a_bad_option_is_refused_before_anything_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,1 @@
+# loadtest/timeline: the convoy drawn from a real run (docs/design.md §6.6).
