@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import shlex
 import shutil
 import sys
@@ -53,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--switch-interval", type=float, default=0.0,
                         help="the servers' sys.setswitchinterval (0: CPython's 0.005)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="pool and prefork workers")
+    parser.add_argument(
+        "--redraw", action="store_true",
+        help="record nothing: draw, count and check again the recordings in --out",
+    )  # fmt: skip
     return parser
 
 
@@ -127,6 +132,17 @@ def run(variants: Sequence[str], folder: Path, recipe: Recipe, workers: int,
     return results
 
 
+def redraw(folder: Path) -> None:
+    """Everything but the recordings again, from them (the command that
+    recorded them is kept)."""
+    try:
+        document = json.loads((folder / "timeline.json").read_text("utf-8"))
+    except (OSError, ValueError) as error:
+        raise LabError(f"--redraw: no timeline.json to redraw in {folder}: {error}") from None
+    results = {variant: draw_one(variant, folder) for variant in document["variants"]}
+    report.write(folder, results, document["command"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -136,9 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = args.out or Path("results") / (
             "timeline-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         )
-        out.mkdir(parents=True, exist_ok=True)
-        command = shlex.join(["python", "-m", "loadtest.timeline", *argv])
-        run(variants, out, recipe, args.workers, command)
+        if args.redraw:
+            redraw(out)
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            command = shlex.join(["python", "-m", "loadtest.timeline", *argv])
+            run(variants, out, recipe, args.workers, command)
     except LabError as error:
         print(f"loadtest.timeline: {error}", file=sys.stderr)
         return 2

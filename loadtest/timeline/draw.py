@@ -157,6 +157,8 @@ def figures(recording: dict[str, Any]) -> dict[str, Any]:
     before = [r for r in replies if r < sent]
     during = [r for r in replies if begins < r < ends]
     gaps = [b - a for a, b in itertools.pairwise(during)]
+    turns = _turns(during)
+    turn_gaps = [b[0] - a[-1] for a, b in itertools.pairwise(turns)]
     gil_requested = recording["samples"]["status_flags"].get("gil_requested", 0)
     waiting = [  # per sample: how many server threads wait for the GIL
         sum(1 for thread in sweep if thread[3] & gil_requested)
@@ -180,6 +182,9 @@ def figures(recording: dict[str, Any]) -> dict[str, Any]:
         "short_replies_during": len(during),
         "short_per_s_during": len(during) / (ends - begins),
         "median_gap_during_ms": statistics.median(gaps) * 1e3 if gaps else None,
+        "short_turns_during": len(turns),
+        "largest_turn": max(map(len, turns), default=0),
+        "median_turn_gap_ms": statistics.median(turn_gaps) * 1e3 if turn_gaps else None,
         "threads_waiting_for_gil": (  # None: recorded without the sampler
             statistics.fmean(waiting) if waiting else 0.0 if gil_requested else None
         ),
@@ -197,6 +202,22 @@ def figures(recording: dict[str, Any]) -> dict[str, Any]:
             for c in recording["client"]
         ],
     }
+
+
+TURN_GAP = 0.001  # replies closer than this are one turn of the short thread at the GIL
+
+
+def _turns(replies: list[float]) -> list[list[float]]:
+    """Replies grouped into turns: a thread that wins the GIL may answer
+    many requests before it loses it again (each of its syscalls lets the
+    waiting thread in only if that thread wakes first)."""
+    turns: list[list[float]] = []
+    for reply in replies:
+        if turns and reply - turns[-1][-1] < TURN_GAP:
+            turns[-1].append(reply)
+        else:
+            turns.append([reply])
+    return turns
 
 
 def _rate(requests: list[tuple[float, float]], start: float, end: float) -> float | None:

@@ -95,5 +95,5 @@ def test_a_recording_that_differs_is_caught(tmp_path: Path) -> None:
     # the checks above compare with the recording: a changed one fails them
     result = committed()["variants"]["threads"]
     recording = load(COMMITTED / result["recording"])
-    recording["client"][0]["requests"] = recording["client"][0]["requests"][:-50]
+    recording["client"][0]["requests"] = recording["client"][0]["requests"][50:]
     assert json.loads(json.dumps(figures(recording))) != result["figures"]
