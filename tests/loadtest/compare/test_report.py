@@ -404,3 +404,19 @@ def test_the_report_gives_back_the_verdicts_it_wrote(tmp_path: Path) -> None:
     markdown = report.paths[0].read_text("utf-8")
     for verdict in report.verdicts:
         assert f"| {verdict.mark} {verdict.status} | {verdict.variant} |" in markdown
+
+
+def test_a_run_with_timelines_shows_them_in_its_report(tmp_path: Path) -> None:
+    # `--timeline` leaves OUT/timeline/timeline.json: the committed one here,
+    # beside the committed comparison run's summary.json
+    results = Path(__file__).resolve().parents[3] / "docs" / "results"
+    (tmp_path / "timeline").mkdir()
+    drawn = json.loads((results / "timeline" / "timeline.json").read_text())
+    (tmp_path / "timeline" / "timeline.json").write_text(json.dumps(drawn))
+    summary = json.loads((results / "summary.json").read_text())
+    write_report(summary, tmp_path)
+    markdown = (tmp_path / "summary.md").read_text()
+    assert "\n## The convoy, drawn: timelines\n" in markdown
+    for variant in drawn["variants"]:
+        assert f"### {variant}\n\n![{variant}](timeline/{variant}.png)" in markdown
+        assert f"[trace](timeline/{variant}.trace.json.gz)" in markdown
