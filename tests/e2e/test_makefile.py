@@ -40,9 +40,11 @@ def make(*args: str) -> str:
         ("capacity-sweep", "-m loadtest.capacity"),
         ("capacity-rates FROM=results/capacity-1", "-m loadtest.capacity"),
         ("profile VARIANT=coro", "-m loadtest.profile --variant coro"),
+        ("timeline VARIANT=six", "-m loadtest.timeline --variants six"),
+        ("switch-interval", "-m loadtest.switchinterval"),
     ],
     ids=["compare", "compare-quick", "compare-docker", "capacity", "capacity-sweep",
-         "capacity-rates", "profile"],
+         "capacity-rates", "profile", "timeline", "switch-interval"],
 )  # fmt: skip
 def test_comparison_targets_pass_args_on(target: str, command: str) -> None:
     # A recipe line may be continued with a backslash: join them first.
