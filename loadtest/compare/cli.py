@@ -217,10 +217,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", "utf-8")
-    report = write_report(summary, out)
-    for verdict in report.verdicts:
-        print(verdict.line())
-    print(f"wrote {out / 'summary.json'}")
-    for path in report.paths:
-        print(f"wrote {path}")
+    write_report(summary, out).announce([out / "summary.json"])
     return 0

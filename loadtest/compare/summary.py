@@ -133,14 +133,18 @@ class SummaryError(ValueError):
 # --- loading and checking ---------------------------------------------------
 
 
-def load_summary(path: Path) -> Summary:
+def read_json(path: Path) -> object:
+    """A JSON file's content; a SummaryError naming the file when it has none."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise SummaryError(f"cannot read {path}: {error.strerror}") from error
     except json.JSONDecodeError as error:
         raise SummaryError(f"{path} is not JSON: {error}") from error
-    return check_summary(data)
+
+
+def load_summary(path: Path) -> Summary:
+    return check_summary(read_json(path))
 
 
 def check_summary(data: object) -> Summary:

@@ -33,7 +33,12 @@ from loadtest.swarm.bucketing import bucket_ms
 from loadtest.swarm.exporter import LatencyTable
 from loadtest.swarm.targets import parse_targets
 from loadtest.switchinterval import cli as switch_interval_cli
-from loadtest.switchinterval.summary import IntervalRecord, SweepEnvironment, SweepSummary
+from loadtest.switchinterval.summary import (
+    IntervalRecord,
+    Recording,
+    SweepEnvironment,
+    SweepSummary,
+)
 from loadtest.toolbox import machine
 from loadtest.toolbox.servers import Target
 from services import VARIANTS, module_name
@@ -366,7 +371,7 @@ def test_every_profile_option_with_its_default(capsys: pytest.CaptureFixture[str
 
 def test_every_switch_interval_summary_field_is_described() -> None:
     fields: set[str] = set()
-    for schema in (SweepSummary, SweepEnvironment, IntervalRecord):
+    for schema in (SweepSummary, SweepEnvironment, IntervalRecord, Recording):
         fields |= schema.__required_keys__ | schema.__optional_keys__
     text = section(6)
     # a field by its `name`, or by its "name" in the skeleton of the whole file

@@ -39,8 +39,15 @@ from loadtest.toolbox.baseline import BaselineError, one_line
 
 @dataclass(frozen=True)
 class Report:
-    paths: list[Path]  # summary.md first, then the plots
-    verdicts: list[Verdict]  # as summary.md gives them, for the caller to print
+    paths: list[Path]  # the Markdown first, then the plots
+    verdicts: list[Verdict]  # as the Markdown gives them
+
+    def announce(self, written_before: Sequence[Path] = ()) -> None:
+        """One line per verdict, then every file written."""
+        for verdict in self.verdicts:
+            print(verdict.line())
+        for path in [*written_before, *self.paths]:
+            print(f"wrote {path}")
 
 
 def write_report(summary: Mapping[str, object] | Summary, out_dir: Path) -> Report:
@@ -105,8 +112,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SummaryError as error:
         print(f"loadtest.compare.report: {error}", file=sys.stderr)
         return 2
-    for verdict in report.verdicts:
-        print(verdict.line())
-    for path in report.paths:
-        print(f"wrote {path}")
+    report.announce()
     return 0
