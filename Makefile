@@ -9,14 +9,14 @@ ARGS ?=
 
 .PHONY: help venv browser redis kustomize k8s lint test test-fast bench-server bench-gil bench-hostile bench-loadgen bench-bucketing bench-instructions serve dashboards \
 	up up-no-grafana down logs compare compare-modern compare-versions compare-quick compare-docker report \
-	compare-baseline capacity capacity-sweep capacity-rates switch-interval timeline profile clean
+	compare-baseline capacity capacity-sweep capacity-rates switch-interval timeline profile check clean
 
 help:
 	@echo "make test          lint (ruff, mypy) and every test, in a parallel pass and a serial one; creates $(VENV) on first use"
 	@echo "make up / down / logs    the lab in Docker (docker compose up -d / down / logs -f)"
 	@echo "make up-no-grafana the lab without Grafana (when its image cannot be pulled)"
 	@echo "make compare       the talk's nine variants, every scenario: a report in results/<time>/ (~10 min)"
-	@echo "make compare-modern  the five variants beyond the talk, with threads, asyncio and their process pools (~10 min)"
+	@echo "make compare-modern  the seven variants beyond the talk, with threads, asyncio and their process pools (~10 min)"
 	@echo "make compare-versions  threads, threads-procpool, coro, asyncio on this Python, 3.13 and 3.14: one table"
 	@echo "make compare-quick threads vs threads-procpool, short runs (a smoke test, ~1 min)"
 	@echo "make compare-docker  the same comparison inside the compose network"
@@ -30,6 +30,7 @@ help:
 	@echo "make switch-interval  the convoy at switch intervals 0.5-20 ms against its law (design §3.2): results/switch-interval-<time>/ (~6 min; ARGS=\"--out DIR\")"
 	@echo "make timeline VARIANT=threads  the convoy drawn: a lane per client and server thread, GIL waits sampled (Docker; VARIANT=six: the six of design §3.2)"
 	@echo "make profile VARIANT=threads  flame graphs (wall clock, GIL holders, speedscope) of one variant during the convoy, py-spy: results/profile-<variant>-<time>/ (~30 s)"
+	@echo "make check TARGET=tcp://HOST:PORT   any server against the line protocol (design §2), from outside: results/check-<time>/ (ARGS=\"--max-n 45\")"
 	@echo "make bench-loadgen req/s of the raw perf2 loop vs one Locust user"
 	@echo "make bench-bucketing  Locust's sub-ms buckets: one user's req/s with and without; the master's cost"
 	@echo "make bench-instructions  instrumentation cost in instructions (valgrind)"
@@ -163,7 +164,7 @@ logs:
 compare: $(STAMP)
 	$(BIN)/python -m loadtest.compare --variants talk $(ARGS)
 
-# The five variants beyond the talk, with the four of the talk their
+# The seven variants beyond the talk, with the four of the talk their
 # predictions compare them with. The interpreter pools need CPython 3.14:
 # on an older Python they run in their compose image, built here first.
 compare-modern: $(STAMP)
@@ -218,6 +219,11 @@ timeline: $(STAMP)
 # results/profile-<variant>-<time>/; ARGS="--seconds 15 --reference" and so on.
 profile: $(STAMP)
 	$(BIN)/python -m loadtest.profile --variant $(VARIANT) $(ARGS)
+
+# Any server that speaks the line protocol, checked from outside (docs/design.md §6.9).
+check: $(STAMP)
+	@test -n "$(TARGET)" || (echo "usage: make check TARGET=tcp://HOST:PORT"; exit 2)
+	$(BIN)/python -m loadtest.check $(TARGET) $(ARGS)
 
 report: $(STAMP)
 	@test -n "$(DIR)" || (echo "usage: make report DIR=results/<time>"; exit 2)

@@ -79,12 +79,15 @@ VARIANT_COLOURS = {
     # Beyond the talk: gevent and uvloop run fib inline (warm, as coro and
     # asyncio); the interpreter pools hold like the process pools (cool);
     # prefork is both, by the process a client lands on (purple, lighter
-    # than sync's).
+    # than sync's); asyncio-tothread convoys as coro-threadpool does (a
+    # darker yellow), trio stalls as the other inline loops (warm).
     "gevent": "semi-dark-orange",
     "asyncio-uvloop": "light-orange",
     "prefork": "light-purple",
     "threads-interppool": "light-green",
     "asyncio-interppool": "light-blue",
+    "asyncio-tothread": "dark-yellow",
+    "trio": "light-red",
 }
 
 
@@ -287,7 +290,7 @@ def gil_busy(layout: Layout, variants: str, width: int, height: int = 8) -> time
             "How busy the GIL is, not who waits for it: the share of the time the "
             "server's GIL probe, a thread of its own that asks for the GIL every "
             "millisecond, waits for it. A single-threaded loop computing fib inline "
-            "(coro, asyncio, gevent, asyncio-uvloop) reads as high as threads while a "
+            "(coro, asyncio, gevent, asyncio-uvloop, trio) reads as high as threads while a "
             "long request runs, though no other server thread waits: the loop holds "
             "the GIL and only the probe wants it. Which server threads wait: the "
             "timeline (`make timeline`, docs/design.md §6.6). Talk: threads during a "

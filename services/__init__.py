@@ -20,6 +20,8 @@ VARIANTS = (
     "prefork",
     "threads-interppool",
     "asyncio-interppool",
+    "asyncio-tothread",
+    "trio",
 )
 TALK_VARIANTS = VARIANTS[: VARIANTS.index("asyncio-procpool") + 1]
 MODERN_VARIANTS = VARIANTS[len(TALK_VARIANTS) :]

@@ -16,6 +16,8 @@ from services.core.fib import fib
 from services.core.runtime import RECV_SIZE, Connection, Lab
 
 Handler = Callable[[Connection, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+# fib's value awaited away from the loop (asyncio-tothread); None: inline.
+Compute = Callable[[int], Awaitable[int]]
 
 
 def serve(
@@ -82,10 +84,20 @@ async def send(conn: Connection, writer: asyncio.StreamWriter, reply: bytes) -> 
 
 
 async def fib_handler(
-    conn: Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    conn: Connection,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    compute: Compute | None = None,
 ) -> None:
     while not conn.closed:
         async with asyncio.timeout_at(conn.deadline):
             data = await reader.read(RECV_SIZE)
         for request in conn.receive(data):
-            await send(conn, writer, conn.reply(request, fib))  # fib(n) blocks the event loop
+            if compute is None:
+                reply = conn.reply(request, fib)  # fib(n) blocks the event loop
+            else:
+                if request.n is not None:  # a valid line: the loop serves others meanwhile
+                    request.future = asyncio.ensure_future(compute(request.n))
+                    await asyncio.wait([request.future])  # its result, or its failure
+                reply = conn.reply(request)
+            await send(conn, writer, reply)

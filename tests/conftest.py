@@ -40,7 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 POOL_VARIANTS = ("threads-procpool", "coro-procpool", "coro-asyncsocket", "asyncio-procpool")
 # ...or the pre-fork server's, each serving connections of its own.
 CHILD_PROCESS_VARIANTS = (*POOL_VARIANTS, "prefork")
-EVENT_LOOP_VARIANTS = tuple(v for v in VARIANTS if v.startswith(("coro", "asyncio", "gevent")))
+EVENT_LOOP_VARIANTS = tuple(
+    v for v in VARIANTS if v.startswith(("coro", "asyncio", "gevent", "trio"))
+)
 
 
 # `make test` runs the suite in two passes: the tests that mostly wait

@@ -35,8 +35,8 @@ GIL_BUSY_NOTE = (
     "GIL busy (probe): the share of the time the server's GIL probe, a thread of its own "
     "that asks for the GIL every millisecond, waits for it (`gil_wait_share`, "
     "docs/design.md §4). It says how busy the GIL was, not that a server thread waited: "
-    "a single-threaded loop computing fib inline (coro, asyncio, gevent, asyncio-uvloop) "
-    "reads as high as threads though no other server thread waits. Which server threads "
+    "a single-threaded loop computing fib inline (coro, asyncio, gevent, asyncio-uvloop, "
+    "trio) reads as high as threads though no other server thread waits. Which server threads "
     "wait: the timeline (docs/design.md §6.6)."
 )
 

@@ -42,6 +42,10 @@ RuleKey = Literal[
     "interp-pool-below-inline",
     "second-long-in-parallel",
     "prefork-convoy-partial",
+    "tothread-convoy",
+    "tothread-long-serialised",
+    "tothread-below-asyncio",
+    "trio-below-asyncio",
     # docs/design.md §3.2's prediction: judged over a sweep of switch intervals
     # (loadtest.switchinterval), never by verdicts() below, which reads one run
     "switch-interval law",
@@ -69,7 +73,7 @@ IMMUNE_FRACTION = 0.5  # a hog elsewhere: during >= half of before (talk: "not a
 BASELINE_BELOW_FRACTION = 0.9
 
 # Beyond the talk (docs/design.md §3.1).
-BEYOND_INLINE_VARIANTS = ("gevent", "asyncio-uvloop")  # fib on the only loop thread
+BEYOND_INLINE_VARIANTS = ("gevent", "asyncio-uvloop", "trio")  # fib on the only loop thread
 INTERP_POOL_VARIANTS = ("threads-interppool", "asyncio-interppool")
 # Each interpreter pool's talk counterparts: (fib inline, fib in a process pool).
 INTERP_POOL_COUNTERPARTS = {
@@ -83,6 +87,12 @@ ABOVE_PROCPOOL_FACTOR = 1.1  # "above the process pool" beyond repeat-to-repeat 
 # not two (a shared core, the load generator, stretches it a little).
 PARALLEL_LONG_RATIO = 1.4
 PARTIAL_FRACTION = 0.1  # prefork: short req/s during >= 10 % of before (threads: ~1 %)
+TOTHREAD_CONVOY_FRACTION = 0.05  # §3.1: during <= 5 % of before, like coro-threadpool
+# §3.1's short req/s against asyncio's, the end of each predicted range
+# nearest asyncio: to_thread 0.3-0.8x (a thread hop per request), trio
+# 0.5-1x (a run loop in pure Python).
+TOTHREAD_BELOW_ASYNCIO = 0.8
+TRIO_BELOW_ASYNCIO = 1.0
 
 # The switch-interval law (docs/design.md §3.2): short req/s during the long
 # request is 1 / (k·i + t) at switch interval i, t = 1 / (short req/s before),
@@ -188,6 +198,32 @@ RULES: dict[RuleKey, Rule] = {
             "prefork-convoy-partial",
             "a long request convoys only its own process's clients",
             f"short req/s during ≥ {PARTIAL_FRACTION:.0%} of before",
+            beyond_talk=True,
+        ),
+        Rule(
+            "tothread-convoy",
+            "fib in a thread of the loop's process: the GIL convoy is back, as on coro-threadpool",
+            f"short req/s during ≤ {TOTHREAD_CONVOY_FRACTION:.0%} of before",
+            beyond_talk=True,
+        ),
+        Rule(
+            "tothread-long-serialised",
+            "threads under one GIL: 2 and 3 long clients take ~2× and ~3× one client's time",
+            "s/request ratio to 1 client within [{}, {}] for 2 clients and [{}, {}] for 3".format(
+                *LONG_RATIO_BOUNDS[2], *LONG_RATIO_BOUNDS[3]
+            ),
+            beyond_talk=True,
+        ),
+        Rule(
+            "tothread-below-asyncio",
+            "every request, fib(1) too, hops to a thread and back: below asyncio",
+            f"short req/s ≤ {TOTHREAD_BELOW_ASYNCIO:.0%} of asyncio's",
+            beyond_talk=True,
+        ),
+        Rule(
+            "trio-below-asyncio",
+            "trio's run loop is pure Python: at most asyncio's short req/s",
+            f"short req/s ≤ {TRIO_BELOW_ASYNCIO:.0%} of asyncio's",
             beyond_talk=True,
         ),
         Rule(
@@ -520,6 +556,19 @@ def prefork_convoy_partial(groups: Sequence[RunGroup], variant: str) -> Verdict 
     )
 
 
+def tothread_convoy(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    return _convoy_rule(
+        "tothread-convoy",
+        groups,
+        variant,
+        lambda before, during: _ratio(TOTHREAD_CONVOY_FRACTION * before, during),
+    )
+
+
+def tothread_long_serialised(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    return long_serialised(groups, variant, "tothread-long-serialised")
+
+
 def _against(
     rule: RuleKey,
     groups: Sequence[RunGroup],
@@ -569,6 +618,20 @@ def interp_pool_below_inline(groups: Sequence[RunGroup], variant: str) -> Verdic
     )  # fmt: skip
 
 
+def tothread_below_asyncio(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    return _against(
+        "tothread-below-asyncio", groups, variant, "asyncio",
+        lambda fraction: _ratio(TOTHREAD_BELOW_ASYNCIO, fraction),
+    )  # fmt: skip
+
+
+def trio_below_asyncio(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
+    return _against(
+        "trio-below-asyncio", groups, variant, "asyncio",
+        lambda fraction: _ratio(TRIO_BELOW_ASYNCIO, fraction),
+    )  # fmt: skip
+
+
 def second_long_in_parallel(groups: Sequence[RunGroup], variant: str) -> Verdict | None:
     rule: RuleKey = "second-long-in-parallel"
     one, two = (find_group(groups, variant, "long", k) for k in (1, 2))
@@ -605,6 +668,10 @@ CHECKS: tuple[tuple[RuleCheck, tuple[str, ...]], ...] = (
     (interp_pool_below_inline, INTERP_POOL_VARIANTS),
     (second_long_in_parallel, PARALLEL_LONG_VARIANTS),
     (prefork_convoy_partial, ("prefork",)),
+    (tothread_convoy, ("asyncio-tothread",)),
+    (tothread_long_serialised, ("asyncio-tothread",)),
+    (tothread_below_asyncio, ("asyncio-tothread",)),
+    (trio_below_asyncio, ("trio",)),
 )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 # What the talk's explanation predicts each model's picture shows (§3.2).
 GIL_CONVOY = {"threads": 1, "coro-threadpool": 3}  # switch intervals per short request
-STALL = {"coro", "asyncio", "gevent", "asyncio-uvloop"}
+STALL = {"coro", "asyncio", "gevent", "asyncio-uvloop", "trio"}
 IMMUNE = {
     "threads-procpool", "coro-procpool", "coro-asyncsocket", "asyncio-procpool",
     "threads-interppool", "asyncio-interppool",

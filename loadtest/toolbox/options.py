@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from loadtest.toolbox.errors import LabError
 from services import MODERN_VARIANTS, TALK_VARIANTS
 
-# Named sets of --variants (docs/design.md §6): the talk's nine, and the five
+# Named sets of --variants (docs/design.md §6): the talk's nine, and the seven
 # beyond it with the talk's variants their predictions compare them with.
 VARIANT_SETS = {
     "talk": list(TALK_VARIANTS),

@@ -265,6 +265,12 @@ class Lab:
         """`pool`, its calls on the timeline when there is one."""
         return pool if self.timeline is None else self.timeline.traced(pool)
 
+    def timed(self, fn: Callable[[int], int]) -> Callable[[int], int]:
+        """`fn`, its calls on the timeline (on the thread that runs them) when
+        there is one: for a pool traced() cannot wrap, such as asyncio's
+        default executor, which must be a ThreadPoolExecutor."""
+        return fn if self.timeline is None else self.timeline.timed(fn)
+
     def save_timeline(self) -> None:
         if self.timeline is not None:
             log.info("timeline written to %s", self.timeline.write())

@@ -69,6 +69,17 @@ class Timeline:
     def traced(self, pool: Executor) -> Executor:
         return TracedPool(pool, self)
 
+    def timed(self, fn: Callable[[int], T]) -> Callable[[int], T]:
+        """`fn`, each call a "fib" event of the thread that runs it."""
+
+        def timed_fn(n: int) -> T:
+            started = time.monotonic()
+            result = fn(n)
+            self.add("fib", started, time.monotonic(), n)
+            return result
+
+        return timed_fn
+
     def write(self) -> Path:
         recorded = next(self._recorded)
         path = self.folder / file_name(self.pid)

@@ -42,9 +42,10 @@ def make(*args: str) -> str:
         ("profile VARIANT=coro", "-m loadtest.profile --variant coro"),
         ("timeline VARIANT=six", "-m loadtest.timeline --variants six"),
         ("switch-interval", "-m loadtest.switchinterval"),
+        ("check TARGET=tcp://127.0.0.1:25000", "-m loadtest.check tcp://127.0.0.1:25000"),
     ],
     ids=["compare", "compare-quick", "compare-docker", "capacity", "capacity-sweep",
-         "capacity-rates", "profile", "timeline", "switch-interval"],
+         "capacity-rates", "profile", "timeline", "switch-interval", "check"],
 )  # fmt: skip
 def test_comparison_targets_pass_args_on(target: str, command: str) -> None:
     # A recipe line may be continued with a backslash: join them first.

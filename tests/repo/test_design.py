@@ -23,6 +23,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from loadtest.capacity import points
 from loadtest.capacity import runner as capacity_runner
+from loadtest.check import cli as check_cli
 from loadtest.compare import bottleneck, cli
 from loadtest.compare.environment import environment
 from loadtest.compare.plan import Plan
@@ -367,6 +368,13 @@ def test_every_profile_option_with_its_default(capsys: pytest.CaptureFixture[str
         profile_cli.main(["--help"])
     defaults = vars(profile_cli.build_parser().parse_args(["--variant", "threads"]))
     check_options_with_defaults(capsys.readouterr().out, "profile option", defaults)
+
+
+def test_every_check_option_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        check_cli.main(["--help"])
+    defaults = vars(check_cli.build_parser().parse_args(["tcp://127.0.0.1:25000"]))
+    check_options_with_defaults(capsys.readouterr().out, "check option", defaults)
 
 
 def test_every_switch_interval_summary_field_is_described() -> None:

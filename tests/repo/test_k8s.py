@@ -409,16 +409,16 @@ def quantity_cores(text: str) -> float:
 
 
 def test_local_fits_one_small_node(renders: dict[str, list[Object]]) -> None:
-    """All 18 pods on a 2-CPU node beside the cluster's own (about 1 CPU of
+    """All 20 pods on a 2-CPU node beside the cluster's own (about 1 CPU of
     requests on kind); the README's "On Kubernetes" states these totals."""
     requests = [
         c["resources"]["requests"]
         for d in workloads(renders["overlays/local"])
         for c in pod_spec(d)["containers"]
     ]
-    assert len(requests) == 18
-    assert sum(quantity_cores(r["cpu"]) for r in requests) == pytest.approx(0.36)
-    assert sum(size_bytes(r["memory"]) for r in requests) == 576 * 2**20
+    assert len(requests) == 20
+    assert sum(quantity_cores(r["cpu"]) for r in requests) == pytest.approx(0.40)
+    assert sum(size_bytes(r["memory"]) for r in requests) == 640 * 2**20
 
 
 def test_cluster_gives_variants_guaranteed_cores_and_keeps_workers_away(

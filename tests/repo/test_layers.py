@@ -119,6 +119,12 @@ def test_the_circle_finder_finds_a_circle():
         ("loadtest.profile", "loadtest.capacity"),
         ("loadtest.profile", "loadtest.switchinterval"),
         ("loadtest.profile", "loadtest.timeline"),
+        # the check judges a server from outside: never through the lab's own code
+        ("loadtest.check", "services"),
+        ("loadtest.check", "loadtest.capacity"),
+        ("loadtest.check", "loadtest.timeline"),
+        ("loadtest.check", "loadtest.switchinterval"),
+        ("loadtest.check", "loadtest.profile"),
     ],
 )
 def test_packages_depend_one_way(importer: str, imported_package: str):
@@ -132,7 +138,9 @@ def test_packages_depend_one_way(importer: str, imported_package: str):
     assert crossing == []
 
 
-@pytest.mark.parametrize("package", ["loadtest.switchinterval", "loadtest.profile"])
+@pytest.mark.parametrize(
+    "package", ["loadtest.switchinterval", "loadtest.profile", "loadtest.check"]
+)
 def test_nothing_imports_the_runners_on_top(package: str):
     # each stands on compare and toolbox (docs/design.md §1); nothing stands on it
     crossing = sorted(

@@ -58,6 +58,8 @@ CONCURRENCY = {
     "prefork": CONCURRENT,
     "threads-interppool": CONCURRENT,
     "asyncio-interppool": CONCURRENT,
+    "asyncio-tothread": CONCURRENT,
+    "trio": STALLS,
 }
 
 

@@ -181,6 +181,12 @@ PREDICTED: dict[str, dict[str, Any]] = {
         "convoy": (7_900, 7_000.0),
         "long": (0.9, (1.0, 1.1, 1.6)),
     },
+    "asyncio-tothread": {
+        "short": 7_000,
+        "convoy": (6_900, 60.0),
+        "long": (0.91, (1.0, 2.0, 3.0)),
+    },
+    "trio": {"short": 10_000, "convoy": (9_900, 0.0), "long": (0.9, (1.0, 2.0, 3.0))},
 }
 
 
@@ -666,9 +672,15 @@ def test_a_lab_that_behaves_as_predicted_gets_every_beyond_the_talk_rule() -> No
     assert {(v.rule, v.variant) for v in found} == {
         ("inline-loop-stall", "gevent"),
         ("inline-loop-stall", "asyncio-uvloop"),
+        ("inline-loop-stall", "trio"),
         ("inline-loop-long-serialised", "gevent"),
         ("inline-loop-long-serialised", "asyncio-uvloop"),
+        ("inline-loop-long-serialised", "trio"),
         ("uvloop-above-asyncio", "asyncio-uvloop"),
+        ("tothread-convoy", "asyncio-tothread"),
+        ("tothread-long-serialised", "asyncio-tothread"),
+        ("tothread-below-asyncio", "asyncio-tothread"),
+        ("trio-below-asyncio", "trio"),
         *((rule, variant) for rule in INTERP_RULES for variant in INTERP_VARIANTS),
         ("second-long-in-parallel", "prefork"),
         ("prefork-convoy-partial", "prefork"),
@@ -703,3 +715,35 @@ def test_prefork_whose_short_client_shares_the_long_ones_process_is_not_as_predi
     ]  # fmt: skip
     verdict = verdict_of(a_summary(runs), "prefork-convoy-partial", "prefork")
     assert verdict.status == "not as predicted", verdict
+
+
+def test_to_thread_whose_loop_keeps_serving_during_a_long_request_is_not_as_predicted() -> None:
+    runs = [
+        convoy_run("asyncio-tothread", 6_900, 1_000.0, 0) if run["scenario"] == "convoy" else run
+        for run in plausible_runs(("asyncio", "asyncio-tothread"), repeats=1)
+    ]
+    verdict = verdict_of(a_summary(runs), "tothread-convoy", "asyncio-tothread")
+    assert verdict.status == "not as predicted", verdict
+
+
+def test_to_thread_as_fast_as_asyncio_is_not_as_predicted() -> None:
+    runs = [
+        {**run, "rps": 14_000.0}
+        if (run["variant"], run["scenario"]) == ("asyncio-tothread", "short")
+        else run
+        for run in plausible_runs(("asyncio", "asyncio-tothread"))
+    ]
+    verdict = verdict_of(a_summary(runs), "tothread-below-asyncio", "asyncio-tothread")
+    assert verdict.status == "not as predicted"
+    assert "vs asyncio" in verdict.figures
+
+
+def test_trio_faster_than_asyncio_is_not_as_predicted_and_without_asyncio_not_judged() -> None:
+    runs = [
+        {**run, "rps": 16_000.0} if (run["variant"], run["scenario"]) == ("trio", "short") else run
+        for run in plausible_runs(("asyncio", "trio"))
+    ]
+    assert verdict_of(a_summary(runs), "trio-below-asyncio", "trio").status == "not as predicted"
+    alone = verdict_of(a_summary(plausible_runs(("trio",))), "trio-below-asyncio", "trio")
+    assert alone.status == "not enough data"
+    assert "asyncio was not measured" in alone.figures
