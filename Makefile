@@ -30,7 +30,7 @@ help:
 	@echo "make switch-interval  the convoy at switch intervals 0.5-20 ms against its law (design §3.2): results/switch-interval-<time>/ (~6 min; ARGS=\"--out DIR\")"
 	@echo "make timeline VARIANT=threads  the convoy drawn: a lane per client and server thread, GIL waits sampled (Docker; VARIANT=six: the six of design §3.2)"
 	@echo "make profile VARIANT=threads  flame graphs (wall clock, GIL holders, speedscope) of one variant during the convoy, py-spy: results/profile-<variant>-<time>/ (~30 s)"
-	@echo "make check TARGET=tcp://HOST:PORT   any server against the line protocol (design §2), from outside: results/check-<time>/ (ARGS=\"--max-n 45\")"
+	@echo "make check TARGET=tcp://HOST:PORT   any server against the line protocol (design §2), from outside: results/check-<time>/ (ARGS=\"--max-n 45\"; ARGS=\"--behaviours --like threads\": the talk's behaviours too, ~30 s)"
 	@echo "make bench-loadgen req/s of the raw perf2 loop vs one Locust user"
 	@echo "make bench-bucketing  Locust's sub-ms buckets: one user's req/s with and without; the master's cost"
 	@echo "make bench-instructions  instrumentation cost in instructions (valgrind)"

@@ -7,9 +7,12 @@
 # protocol, a server that closes or never answers all end here with one
 # message and exit 2. Then the server's limits (options, or found by
 # asking), every case with its own deadline, the summary and the report.
+# --behaviours then runs the talk's scenarios against it (behaviours.py):
+# findings in the summary and the report, never a failure.
 #
 #   python -m loadtest.check tcp://127.0.0.1:25000
 #   python -m loadtest.check tcp://127.0.0.1:25000 --max-n 45 --idle-timeout 2 --case-timeout 5
+#   python -m loadtest.check tcp://127.0.0.1:25100 --behaviours --like threads
 
 from __future__ import annotations
 
@@ -21,12 +24,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from loadtest.check import behaviours
 from loadtest.check.cases import CASES, Context, find_limits, run_case
 from loadtest.check.report import case_lines, limit_lines, tally_line, write_report
 from loadtest.check.wire import NoReply, Transcript
+from loadtest.compare.plan import MIN_DURATION
 from loadtest.swarm.targets import HOST_SCHEME, Address, TargetError, parse_address
 from loadtest.toolbox.errors import LabError
 from loadtest.toolbox.options import Rule, check_rules
+from services import VARIANTS
 
 PROG = "python -m loadtest.check"
 
@@ -35,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Check a server against the line protocol (docs/design.md §2), from "
-        "outside: every case with what it sent, expected and got; a report folder.",
+        "outside: every case with what it sent, expected and got; a report folder. With "
+        "--behaviours, then the talk's scenarios against it, judged by the comparison's rules. "
+        "Exit status: 0 when every protocol case passes (behaviours are findings, never "
+        "failures), 1 when one fails, 2 for a bad target or option.",
     )
     parser.add_argument("target", metavar="TARGET", help="tcp://HOST:PORT")
     parser.add_argument(
@@ -58,6 +67,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="each case's deadline, seconds",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, help="default: results/check-<time>")
+    parser.add_argument(
+        "--behaviours", action="store_true",
+        help="then the talk's short, long and convoy scenarios against the target, judged by "
+        "the comparison's rules: findings, not failures",
+    )  # fmt: skip
+    parser.add_argument(
+        "--like", metavar="VARIANT",
+        help="(--behaviours) judge it as this lab variant, by that variant's verdicts "
+        "(default: classified from what it measured)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics", metavar="URL",
+        help="(--behaviours) the server's /metrics in the lab's names, for its CPU "
+        "(default: none, server-side figures missing; one that does not answer: missing too)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--duration", type=float, metavar="S",
+        help=f"(--behaviours) seconds per scenario run (default {behaviours.DURATION:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--repeat", type=int,
+        help=f"(--behaviours) runs of each scenario (default {behaviours.REPEAT})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--long-seconds", type=float, metavar="S",
+        help="(--behaviours) the long request: the n whose fib is reckoned to take this long "
+        f"on the target (default {behaviours.LONG_SECONDS:g})",
+    )  # fmt: skip
     return parser
 
 
@@ -85,7 +122,38 @@ def check_options(args: argparse.Namespace) -> None:
             ok = value >= least if inclusive else value > least
             rule = f"must be at least {least}" if inclusive else f"must be above {least}"
             rules.append((option, value, ok, rule))
+    behaviour_options = {
+        "--like": args.like, "--metrics": args.metrics, "--duration": args.duration,
+        "--repeat": args.repeat, "--long-seconds": args.long_seconds,
+    }  # fmt: skip
+    given = [option for option, value in behaviour_options.items() if value is not None]
+    if given and not args.behaviours:
+        raise LabError(f"{', '.join(given)} only go with --behaviours")
+    for option, value, ok, rule in (
+        ("--duration", args.duration, lambda v: v >= MIN_DURATION,
+         f"must be at least {MIN_DURATION:g} seconds (three stages of whole seconds)"),
+        ("--repeat", args.repeat, lambda v: v >= 1, "must be at least 1"),
+        ("--long-seconds", args.long_seconds, lambda v: v > 0, "must be above 0"),
+    ):  # fmt: skip
+        if value is not None:
+            rules.append((option, value, ok(value), rule))
     check_rules(rules)
+    if args.like is not None and args.like not in VARIANTS:
+        raise LabError(
+            f"--like {args.like!r}: unknown variant; the variants are: {', '.join(VARIANTS)}"
+        )
+    if args.metrics is not None and not args.metrics.startswith(("http://", "https://")):
+        raise LabError(f"--metrics {args.metrics!r} is not an http:// or https:// URL")
+
+
+def behaviour_settings(args: argparse.Namespace) -> behaviours.Settings:
+    return behaviours.Settings(
+        duration=behaviours.DURATION if args.duration is None else args.duration,
+        repeat=behaviours.REPEAT if args.repeat is None else args.repeat,
+        long_seconds=(behaviours.LONG_SECONDS if args.long_seconds is None else args.long_seconds),
+        like=args.like,
+        metrics=args.metrics,
+    )
 
 
 def check_speaks_fib(target: str, address: Address, timeout: float) -> None:
@@ -137,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(result := run_case(case, context))
         print("\n".join(case_lines(result)), flush=True)
     print(tally_line(results))
+    found = None
+    if args.behaviours:
+        found = behaviours.run(address, behaviour_settings(args), limits)
+        print("\n".join(behaviours.terminal_lines(found)), flush=True)
     failed = any(result.outcome == "fail" for result in results)
     status = 1 if failed else 0
     head = {
@@ -146,6 +218,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds_taken": round(time.monotonic() - started, 1),
         "exit_status": status,
     }
-    for path in write_report(out, head, limits, results):
+    for path in write_report(out, head, limits, results, found):
         print(f"wrote {path}")
     return status

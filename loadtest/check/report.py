@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from loadtest.check import behaviours
 from loadtest.check.cases import TIMED_N, Limits, Result
 from loadtest.toolbox.formats import markdown_table
 
@@ -62,9 +63,13 @@ def tally_line(results: Sequence[Result]) -> str:
 
 
 def write_report(
-    out: Path, head: Mapping[str, object], limits: Limits, results: Sequence[Result]
+    out: Path,
+    head: Mapping[str, object],
+    limits: Limits,
+    results: Sequence[Result],
+    found: behaviours.Behaviours | None = None,
 ) -> list[Path]:
-    """report.md and report.json in `out`; their paths."""
+    """report.md and report.json in `out` (with --behaviours, their section); their paths."""
     out.mkdir(parents=True, exist_ok=True)
     document = {
         **head,
@@ -72,6 +77,8 @@ def write_report(
         "counts": counts(results),
         "cases": [result.as_json() for result in results],
     }
+    if found is not None:
+        document["behaviours"] = behaviours.as_json(found)
     (out / "report.json").write_text(json.dumps(document, indent=1) + "\n", "utf-8")
     tally = counts(results)
     text = [
@@ -94,6 +101,7 @@ def write_report(
             [[r.name, MARKS[r.outcome], r.sent, r.expected, r.got, r.reason] for r in results],
         ),
         "",
+        *(behaviours.markdown_lines(found) if found is not None else []),
     ]
     (out / "report.md").write_text("\n".join(text), "utf-8")
     return [out / "report.md", out / "report.json"]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.compare.environment import environment
-from loadtest.compare.plan import MAX_N, Plan, choose_long_n, timed_fib
+from loadtest.compare.plan import MAX_N, MIN_DURATION, Plan, choose_long_n, timed_fib
 from loadtest.compare.report import write_report
 from loadtest.compare.runner import compare
 from loadtest.compare.summary import SCENARIOS
@@ -42,8 +42,6 @@ from loadtest.toolbox.servers import (
     python_image,
 )
 from services import VARIANTS
-
-MIN_DURATION = 3.0  # three stages, each at least one of the shape's one-second ticks
 
 
 def check_numbers(args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ from services.core.fib import fib
 from services.core.settings import Settings
 
 MAX_N = Settings("threads").max_n  # the servers' default largest n (docs/design.md §2)
+MIN_DURATION = 3.0  # seconds: three stages, each at least one of the shape's one-second ticks
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from loadtest.compare.cli import MIN_DURATION
-from loadtest.compare.plan import Plan, choose_long_n
+from loadtest.compare.plan import MIN_DURATION, Plan, choose_long_n
 from loadtest.profile.recording import (
     VIEWS,
     View,

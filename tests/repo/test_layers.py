@@ -119,8 +119,8 @@ def test_the_circle_finder_finds_a_circle():
         ("loadtest.profile", "loadtest.capacity"),
         ("loadtest.profile", "loadtest.switchinterval"),
         ("loadtest.profile", "loadtest.timeline"),
-        # the check judges a server from outside: never through the lab's own code
-        ("loadtest.check", "services"),
+        # the check judges a server from outside; it knows the lab's variant
+        # names (--like) and its comparison engine (--behaviours), no more
         ("loadtest.check", "loadtest.capacity"),
         ("loadtest.check", "loadtest.timeline"),
         ("loadtest.check", "loadtest.switchinterval"),

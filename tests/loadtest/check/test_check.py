@@ -4,7 +4,8 @@
 # sockets on 127.0.0.1: against lab variants (every case passes), against
 # small servers written here with one bug each (that case fails, exit 1),
 # and against targets that are no fib server at all (exit 2, one message,
-# in bounded time).
+# in bounded time); --behaviours against a lab variant (its behaviour
+# classified, findings that never change the exit status).
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.capacity.loadgen import free_port
+from loadtest.check import behaviours
 from loadtest.check.cases import CASES
 from tests.conftest import ROOT, start_server
 
@@ -226,15 +228,73 @@ def test_a_target_that_is_no_fib_server_exits_2_naming_it(
         (["tcp://127.0.0.1"], "TARGET 'tcp://127.0.0.1' is not tcp://HOST:PORT"),
         (["tcp://127.0.0.1:25000", "--case-timeout", "0"], "--case-timeout 0: must be above 0"),
         (["tcp://127.0.0.1:25000", "--max-line", "2"], "--max-line 2: must be at least 3"),
+        (["tcp://127.0.0.1:25000", "--behaviours", "--like", "nosuch"],
+         "--like 'nosuch': unknown variant; the variants are: sync, threads"),
+        (["tcp://127.0.0.1:25000", "--like", "threads"], "--like only go with --behaviours"),
+        (["tcp://127.0.0.1:25000", "--behaviours", "--duration", "1"],
+         "--duration 1: must be at least 3 seconds"),
+        (["tcp://127.0.0.1:25000", "--behaviours", "--metrics", "127.0.0.1:9100"],
+         "--metrics '127.0.0.1:9100' is not an http:// or https:// URL"),
     ],
-    ids=["scheme", "no-port", "case-timeout", "max-line"],
-)
+    ids=["scheme", "no-port", "case-timeout", "max-line", "like-unknown", "like-alone",
+         "duration", "metrics-not-a-url"],
+)  # fmt: skip
 def test_a_malformed_target_or_option_exits_2_naming_it(
     arguments: list[str], named: str, tmp_path: Path
 ):
     status, output, _ = check(*arguments, out=tmp_path / "run")
     assert status == 2, output
     assert named in output
+
+
+# -- --behaviours -------------------------------------------------------------------
+
+
+def test_behaviours_classify_threads_as_a_convoy_and_a_dead_metrics_url_as_missing(
+    tmp_path: Path,
+):
+    # Short runs (1-s stages, a 0.2-s long request); /metrics asked of a port where
+    # nothing listens: the server-side figures are missing, the run goes on.
+    server = start_server("threads", "--max-n", "32", "--max-line", "40")
+    dead = f"http://127.0.0.1:{free_port()}/metrics"
+    try:
+        status, output, seconds = check(
+            f"tcp://127.0.0.1:{server.port}", "--max-n", "32", "--max-line", "40",
+            "--case-timeout", "5", "--behaviours", "--duration", "3", "--long-seconds", "0.2",
+            "--metrics", dead, out=tmp_path, timeout=120,
+        )  # fmt: skip
+    finally:
+        server.close()
+    assert status == 0, output
+    assert "behaviours (short, long, convoy: 3 s × 1 run each" in output
+    assert f"server CPU missing: --metrics {dead} did not answer" in output
+    assert "short requests during a long one → convoy: " in output, output
+    found = json.loads((tmp_path / "report.json").read_text())["behaviours"]
+    answers = {finding["question"]: finding for finding in found["classification"]}
+    convoy = answers["short requests during a long one"]
+    assert convoy["answer"] == "convoy", convoy
+    assert [rule["rule"] for rule in convoy["rules"]] == [
+        "convoy-collapse", "convoy-stall", "separate-process-immune"
+    ]  # fmt: skip
+    assert answers["2 and 3 long clients against 1"]["answer"] in ("serialised", "not classified")
+    runs = found["summary"]["runs"]
+    assert {run["scenario"] for run in runs} == {"short", "long", "convoy"}
+    assert {run["variant"] for run in runs} == {behaviours.TARGET_LABEL}
+    assert all(run["server_cpu_seconds"] is None for run in runs), "no CPU without /metrics"
+    assert found["verdicts"] == []  # no --like
+    assert "## Behaviours" in (tmp_path / "report.md").read_text()
+    # The same figures judged as the lab variant they come from: the comparison's verdicts.
+    summary = found["summary"]
+    for run in summary["runs"]:
+        run["variant"] = "threads"
+    settings = behaviours.Settings(3.0, 1, 0.2, "threads", None)
+    judged = behaviours.judge(settings, found["settings"]["long_n"], behaviours.Metrics(None, ""),
+                              summary)  # fmt: skip
+    collapse = next(verdict for verdict in judged.verdicts if verdict.rule == "convoy-collapse")
+    assert collapse.variant == "threads"
+    assert collapse.margin is not None, collapse
+    assert collapse.margin >= 1, collapse.line()
+    assert seconds < 60
 
 
 # -- the exercises' template --------------------------------------------------------

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from loadtest.compare.bottleneck import bottleneck
-from loadtest.compare.cli import MIN_DURATION, main
-from loadtest.compare.plan import choose_long_n
+from loadtest.compare.cli import main
+from loadtest.compare.plan import MIN_DURATION, choose_long_n
 from loadtest.compare.runner import stage_runs
 from loadtest.compare.summary import check_summary
 from loadtest.compare.verdicts import verdicts
