@@ -24,10 +24,11 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.capacity.anchor import AnchorUnavailable, find_programs, running_redis
 from loadtest.capacity.loadgen import free_port
 from loadtest.check import behaviours
 from loadtest.check.cases import CASES
-from tests.conftest import ROOT, start_server
+from tests.conftest import ROOT, start_server, unavailable
 
 TEMPLATE = ROOT / "docs" / "exercises" / "template.py"
 
@@ -189,6 +190,17 @@ def http_server() -> Iterator[int]:
         server.server_close()
 
 
+@contextlib.contextmanager
+def redis_server() -> Iterator[int]:
+    """Debian's redis-server (make test installs it), on a free port."""
+    try:
+        program, _benchmark = find_programs()
+    except AnchorUnavailable as error:
+        unavailable("redis-server", str(error))
+    with running_redis(program, None) as running:
+        yield running.port
+
+
 def refused_port() -> Iterator[int]:
     yield free_port()  # bound and closed: nothing listens there
 
@@ -199,12 +211,13 @@ def refused_port() -> Iterator[int]:
         (contextlib.contextmanager(refused_port), "nothing listens at tcp://127.0.0.1:{port} "
          "(connection refused)"),
         (http_server, "does not speak the fib line protocol: fib(10) got b'"),
+        (redis_server, 'does not speak the fib line protocol: fib(10) got b"-ERR unknown command'),
         (lambda: raw_server(lambda client: None), "accepted the connection but did not answer "
          "fib(10) within 2 s"),
         (lambda: raw_server(lambda client: client.close()), "closed the connection without "
          "answering fib(10)"),
     ],
-    ids=["refused", "http-server", "never-answers", "closes-at-once"],
+    ids=["refused", "http-server", "redis", "never-answers", "closes-at-once"],
 )  # fmt: skip
 def test_a_target_that_is_no_fib_server_exits_2_naming_it(
     make_target: Callable[[], contextlib.AbstractContextManager[int]], message: str, tmp_path: Path
