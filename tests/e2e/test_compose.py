@@ -363,6 +363,8 @@ for status in pathlib.Path("/proc").glob("[0-9]*/status"):
         fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
     except OSError:
         continue
+    if fields["Name"].strip().startswith("runc:"):
+        continue  # the runtime's own init of an exec being set up (the health check's)
     processes[status.parent.name + " " + fields["Name"].strip()] = {
         key: fields[key].strip() for key in ("CapEff", "CapBnd", "NoNewPrivs", "Uid")
     }

@@ -190,6 +190,18 @@ def http_server() -> Iterator[int]:
         server.server_close()
 
 
+def answer_too_late(client: socket.socket) -> None:
+    """A fib server slower than any deadline: the right answer, after 4 s."""
+
+    def later() -> None:
+        with contextlib.suppress(OSError):
+            client.recv(64)
+            time.sleep(4)
+            client.sendall(b"55\n")
+
+    threading.Thread(target=later, daemon=True).start()
+
+
 @contextlib.contextmanager
 def redis_server() -> Iterator[int]:
     """Debian's redis-server (make test installs it), on a free port."""
@@ -216,8 +228,10 @@ def refused_port() -> Iterator[int]:
          "fib(10) within 2 s"),
         (lambda: raw_server(lambda client: client.close()), "closed the connection without "
          "answering fib(10)"),
+        (lambda: raw_server(answer_too_late), "accepted the connection but did not answer "
+         "fib(10) within 2 s"),
     ],
-    ids=["refused", "http-server", "redis", "never-answers", "closes-at-once"],
+    ids=["refused", "http-server", "redis", "never-answers", "closes-at-once", "too-slow"],
 )  # fmt: skip
 def test_a_target_that_is_no_fib_server_exits_2_naming_it(
     make_target: Callable[[], contextlib.AbstractContextManager[int]], message: str, tmp_path: Path
