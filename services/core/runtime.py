@@ -412,12 +412,9 @@ class Connection:
         if error is None:
             assert n is not None
             try:
-                if compute is fib and (timeline := self.timeline) is not None:
-                    # fib runs in this thread (a pool's calls: TracedPool)
-                    computing = time.monotonic()
-                    line = reply_line(fib(n))
-                    timeline.add("fib", computing, time.monotonic(), n)
-                elif compute is not None:
+                if compute is not None:
+                    if compute is fib and self.timeline is not None:
+                        compute = self.timeline.fib  # fib in this thread, on the timeline
                     line = reply_line(compute(n))
                 else:
                     assert request.future is not None, "no compute and no future"

@@ -25,6 +25,8 @@ from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from .fib import fib
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -48,6 +50,7 @@ class Timeline:
         self.names: dict[tuple[int, int], str] = {}  # (pid, thread) -> its name
         self._recorded = itertools.count()  # next() is atomic: threads share it
         self.pid = os.getpid()
+        self.fib = self.timed(fib)  # an inline fib: a pool's calls come back by TracedPool
 
     def _here(self) -> int:
         thread = threading.get_native_id()
