@@ -340,18 +340,46 @@ CASES = [
 ]
 
 
-def run_case(case: Case, context: Context) -> Result:
-    transcript = Transcript(context.timeout)
-    started = time.monotonic()
-    outcome, reason = "pass", ""
+BUSY_RETRIES = 5  # tries of a case turned away by the cap before it counts as failed
+BUSY_LINE = re.compile(r"b'ERR busy ")  # as a Transcript shows it
+
+
+def turned_away(transcript: Transcript) -> bool:
+    """Whether the server answered one of the case's connections with ERR busy."""
+    return any(BUSY_LINE.search(got) for got in transcript.got)
+
+
+def attempt(case: Case, context: Context, transcript: Transcript) -> tuple[str, str]:
     try:
         case.run(context, transcript)
     except Skip as skip:
-        outcome, reason = "skipped", str(skip)
+        return "skipped", str(skip)
     except (Mismatch, NoReply) as failure:
-        outcome, reason = "fail", str(failure)
+        return "fail", str(failure)
     except OSError as error:  # refused, reset while sending, unreachable
-        outcome, reason = "fail", f"{type(error).__name__}: {error}"
+        return "fail", f"{type(error).__name__}: {error}"
+    return "pass", ""
+
+
+def run_case(case: Case, context: Context) -> Result:
+    started = time.monotonic()
+    transcript = Transcript(context.timeout)
+    outcome, reason = attempt(case, context, transcript)
+    # A server counts a connection until it has seen it close, which a loaded
+    # one may do late: a case (other than the cap's own) that was turned away
+    # with ERR busy is tried again after the earlier connections had a moment.
+    tries = 1
+    while (
+        outcome == "fail" and case.run is not connection_cap and turned_away(transcript)
+        and tries < BUSY_RETRIES
+    ):  # fmt: skip
+        time.sleep(CLOSED_SETTLE_SECONDS)
+        tries += 1
+        transcript = Transcript(context.timeout)
+        outcome, reason = attempt(case, context, transcript)
+    if tries > 1:
+        reason = f"{reason}; " if reason else ""
+        reason += f"try {tries}: the earlier tries were turned away with ERR busy"
 
     def joined(parts: list[str]) -> str:
         return "; ".join(parts)
@@ -372,12 +400,16 @@ def run_case(case: Case, context: Context) -> Result:
 
 def ask(address: Address, line: bytes, timeout: float) -> tuple[bytes, float]:
     """One line on a fresh connection: the reply line (b"": closed) and its seconds."""
-    transcript = Transcript(timeout)
-    with transcript.connect(address) as wire:
-        started = time.perf_counter()
-        wire.send(line)
-        reply = wire.line()
-        return reply, time.perf_counter() - started
+    for _ in range(BUSY_RETRIES):
+        transcript = Transcript(timeout)
+        with transcript.connect(address) as wire:
+            started = time.perf_counter()
+            wire.send(line)
+            reply = wire.line()
+        if not matches(reply, "busy"):  # a cap still counting closed connections: wait
+            break
+        time.sleep(CLOSED_SETTLE_SECONDS)
+    return reply, time.perf_counter() - started
 
 
 def timed_fib(address: Address, timeout: float) -> float:

@@ -10,10 +10,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,8 +39,31 @@ SECONDS_PER_VARIANT = 3.0
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require_docker()
+    with one_stack_at_a_time():
+        yield from started_stack(tmp_path_factory)
+    assert_nothing_left_behind()
+
+
+@contextlib.contextmanager
+def one_stack_at_a_time() -> Iterator[None]:
+    """Two e2e runs on one Docker daemon (two clones, or CI beside a developer's
+    run) would share the project's names and ports, and each take the other's
+    stack down: the second waits for the first."""
+    with open(Path(tempfile.gettempdir()) / f"{PROJECT}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"\n{PROJECT}: another e2e run holds the stack; waiting for it", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def started_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(write_override(tmp_path_factory.mktemp("compose")))
-    stack.compose("down", "-v", "--remove-orphans", check=False)  # a leftover of a killed run
+    # A leftover of a killed run, one-off `run` containers of a profile included
+    # (`down` passes over the services of profiles it is not given).
+    remove_containers()
+    stack.compose("down", "-v", "--remove-orphans", check=False)
     stack.forget_dangling_images()  # so that test_compose counts this run's images only
     stack.earlier_images = stack.images()
     services = stack.services()
@@ -47,14 +74,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.compose("down", "-v", "--remove-orphans", "-t", "10", check=False)
-    assert_nothing_left_behind()
+
+
+LABEL = f"label=com.docker.compose.project={PROJECT}"
+
+
+def remove_containers() -> None:
+    listed = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", LABEL], capture_output=True, text=True
+    ).stdout.split()
+    if listed:
+        subprocess.run(["docker", "rm", "-f", *listed], capture_output=True)
 
 
 def assert_nothing_left_behind() -> None:
-    label = f"label=com.docker.compose.project={PROJECT}"
     for kind in (["ps", "-a"], ["volume", "ls"], ["network", "ls"]):
         listed = subprocess.run(
-            ["docker", *kind, "-q", "--filter", label], capture_output=True, text=True
+            ["docker", *kind, "-q", "--filter", LABEL], capture_output=True, text=True
         ).stdout.split()
         assert not listed, f"after `down -v`, docker {' '.join(kind)} still lists {listed}"
 

@@ -413,12 +413,12 @@ def test_compare_service_runs_hardened(stack: Stack) -> None:
     """The comparison runner (Locust in a child process, Matplotlib for the
     charts) writes its report under the read-only root's one writable place."""
     name = f"{PROJECT}-compare-hardening"
-    stack.compose(
-        "--profile", "compare", "run", "-d", "--name", name, "compare",
-        "--variants", "coro", "--scenarios", "short", "--duration", "3", "--repeat", "1",
-        "--warmup", "0", "--out", "/tmp/report",
-    )  # fmt: skip
-    try:
+    try:  # removed however it ends, even when `run` fails after creating it
+        stack.compose(
+            "--profile", "compare", "run", "-d", "--name", name, "compare",
+            "--variants", "coro", "--scenarios", "short", "--duration", "3", "--repeat", "1",
+            "--warmup", "0", "--out", "/tmp/report",
+        )  # fmt: skip
         inspected = subprocess.run(
             ["docker", "inspect", name], capture_output=True, text=True, check=True
         ).stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import itertools
 import json
 import re
 import socket
@@ -107,12 +108,20 @@ def takes_plus(line: bytes) -> bytes:
 
 
 @contextlib.contextmanager
-def line_server(answer: Callable[[bytes], bytes], reverse: bool = False) -> Iterator[int]:
+def line_server(
+    answer: Callable[[bytes], bytes], reverse: bool = False, busy: frozenset[int] = frozenset()
+) -> Iterator[int]:
     """A threaded server answering each line with `answer`; `reverse`: the lines of
-    each read answered last first (the bug of pipelining). Its port."""
+    each read answered last first (the bug of pipelining); `busy`: the connections
+    (counted from 1) turned away with ERR busy, as a cap still counting closed ones
+    does. Its port."""
+    accepted = itertools.count(1)
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self) -> None:
+            if next(accepted) in busy:
+                self.request.sendall(b"ERR busy 5 connections are open; try later\n")
+                return
             pending = b""
             while chunk := self.request.recv(65536):
                 *lines, pending = (pending + chunk).split(b"\n")
@@ -152,6 +161,23 @@ def test_a_buggy_server_fails_that_case(
     assert case["outcome"] == "fail", case
     assert case["reason"], case
     assert case["got"], case
+
+
+def test_a_case_turned_away_by_a_lagging_cap_is_tried_again(tmp_path: Path):
+    # Connection 1 asks fib(10) to see a fib server; 2 and 3 are the timing's
+    # (asked again), 8 is case "n = 1"'s.
+    with line_server(right, busy=frozenset({2, 3, 8})) as port:
+        status, output, _ = check(
+            f"tcp://127.0.0.1:{port}", "--max-n", "30", "--max-line", "1000",
+            "--case-timeout", "3", out=tmp_path,
+        )  # fmt: skip
+    assert "✅ n = 1: try 2: the earlier tries were turned away with ERR busy" in output
+    assert "✅ n = 0\n" in output, output
+    # The one failure is this server's own: it has no longest line.
+    assert status == 1, output
+    report = json.loads((tmp_path / "report.json").read_text())
+    failed = [case["name"] for case in report["cases"] if case["outcome"] == "fail"]
+    assert failed == ["line-too-long, then closed"], output
 
 
 # -- targets that are not fib servers ---------------------------------------------
