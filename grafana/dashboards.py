@@ -419,14 +419,14 @@ CPU_CORES = f"sum by (variant) ({rate('fib_cpu_seconds_total', VARIANT_MATCH)})"
 
 
 def variants_dashboard() -> builders.Dashboard:
-    """Variants side by side: throughput, latency, CPU, connections, errors; a
+    """Variants side by side: throughput, latency, CPU and memory, connections, errors; a
     builder per row, each placing its panels after the previous row's."""
     layout = Layout()
     board = dashboard(
         "fiblab: variants side by side",
         "fiblab-variants",
         "Every server variant of Beazley's PyCon 2015 talk under the same load: "
-        "throughput, latency, CPU and connections, side by side.",
+        "throughput, latency, CPU, memory and connections, side by side.",
     )
     board = board.with_variable(variant_variable()).with_variable(size_variable())
     board = board.annotation(long_request_annotation()).annotation(loadgen_annotation())
@@ -613,8 +613,9 @@ def latency_row(board: builders.Dashboard, layout: Layout) -> builders.Dashboard
 
 
 def cpu_row(board: builders.Dashboard, layout: Layout) -> builders.Dashboard:
-    """CPU cores against the limit, CPU per request, how busy the GIL is."""
-    board = board.with_row(layout.row("CPU"))
+    """CPU cores against the limit, CPU per request, how busy the GIL is, and
+    the resident memory of each variant's process tree."""
+    board = board.with_row(layout.row("CPU and memory"))
     board = board.with_panel(
         time_series(
             layout,
@@ -657,7 +658,29 @@ def cpu_row(board: builders.Dashboard, layout: Layout) -> builders.Dashboard:
             )
         )
     )
-    board = board.with_panel(gil_busy(layout, VARIANT_MATCH, 24))
+    board = board.with_panel(gil_busy(layout, VARIANT_MATCH, 12))
+    board = board.with_panel(
+        time_series(
+            layout,
+            "Resident memory of the whole variant",
+            "Resident memory (RSS) of each variant's process tree: the server process and "
+            "every live descendant, pool and pre-fork workers included, each counted once "
+            "(pages they share count in each, as in `ps`). A process pool holds an "
+            "interpreter per worker; threads and coroutines hold one, plus a stack per "
+            "thread or a frame per coroutine.",
+            "bytes",
+            12,
+        )
+        .axis_label("resident memory")
+        .axis_soft_min(0)
+        .with_target(
+            query(
+                f"sum by (variant) (fib_resident_memory_bytes{{{VARIANT_MATCH}}})",
+                "{{variant}}",
+                "A",
+            )
+        )
+    )
     return board
 
 

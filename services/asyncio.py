@@ -36,6 +36,7 @@ async def fib_server(lab: Lab, listener: socket.socket, handler: Handler) -> Non
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, lab.stop)
     inputs: dict[Connection, tuple[asyncio.StreamReader, asyncio.Transport]] = {}
+    backlog_tasks: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
 
     async def client_connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
@@ -53,10 +54,16 @@ async def fib_server(lab: Lab, listener: socket.socket, handler: Handler) -> Non
 
     # limit: the reader stops the transport reading past 2 x 8 KiB read ahead
     # of the handler (a line is at most FIB_MAX_LINE bytes anyway).
-    server = await asyncio.start_server(client_connected, sock=listener, limit=8192)
+    server = await asyncio.start_server(
+        client_connected, sock=listener, limit=8192, backlog=lab.settings.backlog
+    )
+    lab.accepts_on(listener)
     lab.on_stop(stopped.set)
     lab.on_stop(server.close)
     await stopped.wait()
+    for client in lab.backlog():  # established before the stop: served like the others
+        reader, writer = await asyncio.open_connection(sock=client, limit=8192)
+        backlog_tasks.add(asyncio.create_task(client_connected(reader, writer)))
     while lab.open_connections and loop.time() < lab.drain_deadline:
         for conn, (reader, transport) in inputs.items():
             if conn.drained:  # it has read all it may: its reader sees end of stream
@@ -92,7 +99,9 @@ async def fib_handler(
     while not conn.closed:
         async with asyncio.timeout_at(conn.deadline):
             data = await reader.read(RECV_SIZE)
-        for request in conn.receive(data):
+        for index, request in enumerate(conn.receive(data)):
+            if conn.turn_due(index):  # the loop serves others between one client's lines
+                await asyncio.sleep(0)
             if compute is None:
                 reply = conn.reply(request, fib)  # fib(n) blocks the event loop
             else:

@@ -29,7 +29,9 @@ async def fib_handler(
     while not conn.closed:
         async with asyncio.timeout_at(conn.deadline):
             data = await reader.read(RECV_SIZE)
-        for request in conn.receive(data):
+        for index, request in enumerate(conn.receive(data)):
+            if conn.turn_due(index):  # an error line awaits nothing: others run between lines
+                await asyncio.sleep(0)
             if request.n is not None:  # a valid line: fib goes to the pool
                 request.future = loop.run_in_executor(pool, fib, request.n)
                 await asyncio.wait([request.future])  # its result, or its failure

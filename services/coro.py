@@ -21,7 +21,7 @@ def serve(lab: Lab, listener: socket.socket) -> None:
 
 
 def fib_server(lab: Lab, sock: socket.socket) -> Task:
-    while not lab.stopping.is_set():
+    while lab.accepting:
         yield "recv", sock
         if client := lab.accept(sock):
             client.setblocking(False)

@@ -50,7 +50,7 @@ def serve(lab: Lab, listener: socket.socket) -> None:
 
 
 def fib_server(lab: Lab, sock: AsyncSocket, pool: Executor) -> Task:
-    while not lab.stopping.is_set():
+    while lab.accepting:
         if client := (yield from sock.accept(lab)):
             spawn(fib_handler(lab, client, pool))
 

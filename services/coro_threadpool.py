@@ -24,7 +24,7 @@ def serve(lab: Lab, listener: socket.socket, pool: Executor | None = None) -> No
 
 
 def fib_server(lab: Lab, sock: socket.socket, pool: Executor) -> Task:
-    while not lab.stopping.is_set():
+    while lab.accepting:
         yield "recv", sock
         if client := lab.accept(sock):
             client.setblocking(False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import time
 
+import gevent
 from gevent import monkey
 from gevent import socket as gevent_socket
 from gevent.pool import Group
@@ -30,8 +31,9 @@ def serve(lab: Lab, listener: socket.socket) -> None:
     listener.settimeout(SIGNAL_CHECK)
     lab.on_stop(lambda: listener.shutdown(socket.SHUT_RDWR))  # end a waiting accept()
     handlers = Group()
-    while not lab.stopping.is_set():
+    while lab.accepting:
         if client := lab.accept(listener):
-            handlers.spawn(fib_handler, lab, client)  # the talk's Thread(...).start()
+            # the talk's Thread(...).start(); between one client's lines, other greenlets run
+            handlers.spawn(fib_handler, lab, client, pass_turn=gevent.idle)
     # Drain here, in the hub's thread: the caller's wait would block every greenlet.
     handlers.join(timeout=max(0.0, lab.drain_deadline - time.monotonic()))

@@ -17,13 +17,20 @@ from services.core.runtime import Lab
 
 
 def serve(lab: Lab, listener: socket.socket) -> None:
-    while not lab.stopping.is_set():
+    while lab.accepting:
         if client := lab.accept(listener):
             fib_handler(lab, client)  # nobody else is served until it returns
 
 
-def fib_handler(lab: Lab, client: socket.socket, compute: Callable[[int], int] = fib) -> None:
+def fib_handler(
+    lab: Lab,
+    client: socket.socket,
+    compute: Callable[[int], int] = fib,
+    pass_turn: Callable[[], object] | None = None,
+) -> None:
     with lab.connection(client) as conn:
         while not conn.closed:
-            for request in conn.receive(conn.recv(client)):  # client.recv, until the deadline
+            for index, request in enumerate(conn.receive(conn.recv(client))):  # until the deadline
+                if pass_turn and conn.turn_due(index):  # on an event loop (gevent): others run
+                    pass_turn()
                 client.sendall(conn.reply(request, compute))  # fib(n) runs here

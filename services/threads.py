@@ -16,6 +16,6 @@ from services.sync import fib_handler
 
 
 def serve(lab: Lab, listener: socket.socket, compute: Callable[[int], int] = fib) -> None:
-    while not lab.stopping.is_set():
+    while lab.accepting:
         if client := lab.accept(listener):
             Thread(target=fib_handler, args=(lab, client, compute), daemon=True).start()

@@ -50,6 +50,8 @@ async def fib_server(lab: Lab, listener: socket.socket) -> None:
                 await trio.lowlevel.wait_readable(listener)
                 if client := lab.accept(listener):  # ERR busy past the cap: the Connection
                     nursery.start_soon(fib_handler, lab, client, reading)
+        for client in lab.backlog():  # established before the stop: served like the others
+            nursery.start_soon(fib_handler, lab, client, reading)
         # Draining: a reader that has read all it may ends as at its deadline.
         with trio.move_on_at(lab.drain_deadline):
             while lab.open_connections:

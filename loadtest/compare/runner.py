@@ -3,9 +3,11 @@
 # The comparison itself (docs/design.md §6): every chosen scenario on every
 # chosen variant, one variant at a time, identical settings, a warm-up that
 # is not counted, R repeats; the server's own /metrics read before and after
-# each run (and every SAMPLE_PERIOD during a long run, to give each stage its
-# own CPU); the machine's CPU used by other processes over each run
-# (loadtest.toolbox.machine). The command around it is cli.py.
+# each run and during it (every SAMPLE_PERIOD in a long run, to give each
+# stage its own CPU; every MEMORY_SAMPLE_PERIOD otherwise), so each run and
+# stage has the peak of the server tree's resident memory; the machine's CPU
+# used by other processes over each run (loadtest.toolbox.machine). The
+# command around it is cli.py.
 #
 # Each scenario runs in its own `python -m loadtest.compare.engine` process: Locust
 # monkey-patches with gevent whatever imports it, and the load generator's
@@ -30,6 +32,7 @@ from loadtest.toolbox.servers import (
     CPU_METRIC,
     GIL_PROBE_METRIC,
     GIL_WAIT_METRIC,
+    MEMORY_SAMPLE_PERIOD,
     SAMPLE_PERIOD,
     Sampler,
     Scrape,
@@ -38,6 +41,7 @@ from loadtest.toolbox.servers import (
     delta,
     local_variant,
     long_seconds_on,
+    memory_peak_mib,
     nearest_scrape,
     scrape,
     server_info,
@@ -86,7 +90,7 @@ def loadgen_per_request(loadgen_cpu_percent: float, requests: int, duration: flo
 def runs_of(target: Target, scenario: str, repeat: int, plan: Plan) -> list[dict[str, Any]]:
     """Run one scenario once; its run objects (long: one per clients stage)."""
     machine_before = machine.snapshot()
-    with Sampler(target, SAMPLE_PERIOD if scenario == "long" else None) as sampler:
+    with Sampler(target, SAMPLE_PERIOD if scenario == "long" else MEMORY_SAMPLE_PERIOD) as sampler:
         figures = run_engine(target, scenario, plan.duration, plan)
     machine_after = machine.snapshot()
     before, after = sampler.scrapes[0].samples, sampler.scrapes[-1].samples
@@ -106,6 +110,8 @@ def runs_of(target: Target, scenario: str, repeat: int, plan: Plan) -> list[dict
             before, after, plan.long_n if scenario == "long" else plan.short_n
         ),
         **server_cpu_figures(cpu, requests, duration),
+        # the most of fib_resident_memory_bytes in the run's scrapes (None: not exported)
+        "server_memory_peak_mib": memory_peak_mib(sampler.scrapes),
         "loadgen_cpu_percent": figures["loadgen_cpu_percent"],
         "gil_wait_share": gil_wait_share(before, after),
         "asked_rps": figures["asked_rps"],
@@ -146,10 +152,11 @@ def stage_runs(
     origin = figures.get("monotonic_start")
     runs = []
     for stage in figures.get("stages", []):
-        cpu, server_latency, gil = None, None, None
+        cpu, server_latency, gil, memory = None, None, None, None
         if origin is not None:
             start, stop = (origin + t for t in stage["window"])
             cpu = cpu_between(scrapes, start, stop)
+            memory = memory_peak_mib(scrapes, start, stop)
             first, last = nearest_scrape(scrapes, start), nearest_scrape(scrapes, stop)
             server_latency = server_latency_ms(first, last, long_n)
             gil = gil_wait_share(first, last)
@@ -173,6 +180,7 @@ def stage_runs(
                 "server_latency_ms": server_latency,
                 "gil_wait_share": gil,
                 **server_cpu_figures(cpu, requests, duration),
+                "server_memory_peak_mib": memory,
                 "loadgen_cpu_seconds_per_request": loadgen_per_request(
                     base["loadgen_cpu_percent"], requests, duration
                 ),

@@ -98,6 +98,10 @@ class Run(TypedDict):
     bottleneck: Bottleneck
     server_latency_ms: NotRequired[dict[str, float | None] | None]
     server_cpu_cores: NotRequired[float | None]
+    # The most resident memory of the server's process tree (pool workers
+    # included) in any scrape of the run, MiB (None: the server does not
+    # export it; absent: a report from before the figure)
+    server_memory_peak_mib: NotRequired[float | None]
     # Share of the GIL probe's time it waited for the GIL over the run: how
     # busy the GIL was, not a server thread's wait (None: the variant exports
     # no probe)
@@ -186,7 +190,9 @@ def _check_run(run: object, where: str) -> None:
     if run["scenario"] == "long":
         _number(run, "clients", where)
         _number(run, "seconds_per_request", where, nullable=True)
-    for field in ("latency_requests", "foreign_cpu_cores", "steal_cpu_cores"):
+    for field in (
+        "latency_requests", "foreign_cpu_cores", "steal_cpu_cores", "server_memory_peak_mib",
+    ):  # fmt: skip
         if field in run:
             _number(run, field, where, nullable=field != "latency_requests")
     if "noisy" in run and not isinstance(run["noisy"], bool):

@@ -98,6 +98,11 @@ def fmt_count(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f}"
 
 
+def fmt_mib(value: float | None) -> str:
+    """Resident memory in MiB, to a tenth ("–": not measured, never 0)."""
+    return "–" if value is None else f"{value:,.1f}"
+
+
 def fmt_cpu_per_request(value: float | None) -> str:
     if value is None:
         return "–"

@@ -44,6 +44,10 @@ class Target:
     host: str
     port: int
     metrics_url: str | None
+    # Started by local_variant: the process it started (`docker run` for a
+    # container) and the container's name (None: a plain process).
+    pid: int | None = None
+    container: str | None = None
 
 
 # The image compose builds for the variants that need a newer Python
@@ -158,7 +162,7 @@ def local_variant(
                 # Keep reading its output so that it never blocks on a full pipe.
                 _drain(output)
                 drained = True
-                yield Target(variant, match[1], int(match[2]), metrics_url)
+                yield Target(variant, match[1], int(match[2]), metrics_url, process.pid, container)
                 break
         else:
             raise LabError(f"{variant} did not start (exit code {process.wait()})")
@@ -226,6 +230,8 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 CPU_METRIC = "fib_cpu_seconds_total"
 GIL_WAIT_METRIC = "fib_gil_wait_seconds_total"
 GIL_PROBE_METRIC = "fib_gil_probe_seconds_total"
+MEMORY_METRIC = "fib_resident_memory_bytes"  # the server's tree, pool workers included
+MIB = 1 << 20
 
 
 # Seconds between scrapes during a long run. The server's CPU rate steps at
@@ -234,6 +240,10 @@ GIL_PROBE_METRIC = "fib_gil_probe_seconds_total"
 # a few seconds; more often would cost the server CPU (a scrape folds its
 # tallies) for nothing.
 SAMPLE_PERIOD = 0.2
+# Seconds between scrapes during any other run: enough for the peak of the
+# server's resident memory, which moves slowly, and Prometheus' own rate in
+# the compose stack (a scrape costs the server a little CPU).
+MEMORY_SAMPLE_PERIOD = 1.0
 
 
 def scrape(target: Target) -> Samples:
@@ -317,6 +327,26 @@ def cpu_at(scrapes: Sequence[Scrape], t: float) -> float | None:
 def cpu_between(scrapes: Sequence[Scrape], start: float, stop: float) -> float | None:
     first, last = cpu_at(scrapes, start), cpu_at(scrapes, stop)
     return None if first is None or last is None else last - first
+
+
+def memory_peak_mib(
+    scrapes: Sequence[Scrape], start: float | None = None, stop: float | None = None
+) -> float | None:
+    """The most resident memory the server's tree had in any scrape (MiB) taken
+    between `start` and `stop` (monotonic; None: no bound); in a window no
+    scrape fell in, the scrapes nearest its two ends. None when no scrape has
+    the metric: missing, not zero."""
+    points = [
+        (one.at, total)
+        for one in scrapes
+        if (total := metric_total(one.samples, MEMORY_METRIC)) is not None
+    ]
+    low = -math.inf if start is None else start
+    high = math.inf if stop is None else stop
+    inside = [total for at, total in points if low <= at <= high]
+    if not inside and points:
+        inside = [min(points, key=lambda point: abs(point[0] - bound))[1] for bound in (low, high)]
+    return round(max(inside) / MIB, 1) if inside else None
 
 
 def nearest_scrape(scrapes: Sequence[Scrape], t: float) -> Samples:

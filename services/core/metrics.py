@@ -9,7 +9,8 @@
 # and RequestStats turns them into Prometheus families only at scrape time.
 # `NullMetrics` (--no-metrics) is the baseline the server benchmark compares
 # against.
-# The variant's CPU (fib_cpu_seconds_total) is read through cpu.py.
+# The variant's CPU (fib_cpu_seconds_total) is read through cpu.py, its
+# resident memory (fib_resident_memory_bytes) through memory.py.
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from prometheus_client.utils import floatToGoString
 
 from .cpu import cgroup_cpu_file, cgroup_cpu_seconds, tree_cpu_seconds
 from .gil import GilProbe, gil_probe_available
+from .memory import memory_readable, tree_resident_bytes
 from .metrics_http import start_scrape_server
 from .protocol import ErrorCode
 
@@ -75,7 +77,8 @@ class Metrics(NullMetrics):
         whole_variant: bool = True,
     ) -> None:  # fmt: skip
         """`whole_variant`: also what describes the variant as a whole (fib_info,
-        its CPU); a pre-fork worker leaves them to the process that serves /metrics."""
+        its CPU and memory); a pre-fork worker leaves them to the process that
+        serves /metrics (whose tree holds the workers: each counted once)."""
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
         self.registry = registry = MergingRegistry()
         self.variant = variant
@@ -92,6 +95,8 @@ class Metrics(NullMetrics):
             info.labels(variant, platform.python_version(), sys.implementation.name,
                         gil_state()).set(1)  # fmt: skip
             registry.register(CpuCollector(variant, cpu_source))
+            if memory_readable():  # Linux: /proc; elsewhere the series is absent
+                registry.register(MemoryCollector(variant))
         # Registered now (its series read 0 until it starts), started by
         # serve() or start_gil_probe(): only in a process that serves clients.
         self.gil_probe = GilProbe(variant) if gil_probe else None
@@ -377,4 +382,25 @@ class CpuCollector(Collector):
             "fib_cpu_seconds", "CPU of the whole variant, pool workers included", labels=["variant"]
         )
         family.add_metric([self.variant], self._last)
+        yield family
+
+
+class MemoryCollector(Collector):
+    """fib_resident_memory_bytes: resident memory of the whole variant, this
+    process and its live descendants (pool workers included), each counted
+    once, read from /proc at each scrape."""
+
+    def __init__(self, variant: str) -> None:
+        self.variant = variant
+
+    def collect(self) -> Iterator[Any]:
+        resident = tree_resident_bytes()
+        if resident is None:
+            return
+        family = GaugeMetricFamily(
+            "fib_resident_memory_bytes",
+            "Resident memory of the whole variant, pool workers included",
+            labels=["variant"],
+        )
+        family.add_metric([self.variant], resident)
         yield family

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import fcntl
@@ -138,6 +139,12 @@ class Lab:
         # Readable from the signal on (a byte written, never read): wakes
         # every blocking reader at once, for two descriptors in all.
         self.stop_signal, self._stop_writer = os.pipe()
+        # The listener's descriptor (a variant may wrap it in a socket object of
+        # its own), and the connections its backlog held when the stop came,
+        # each with the bytes it had received by then (stop, accept).
+        self._listener_fd: int | None = None
+        self._backlog: collections.deque[socket.socket] = collections.deque()
+        self._received_at_stop: dict[socket.socket, int | None] = {}
 
     # -- connections -------------------------------------------------------
 
@@ -160,8 +167,8 @@ class Lab:
         with self._lock:
             self._open[connection.sock] = connection
             admitted = len(self._open) <= self.settings.max_connections
-        if self.stopping.is_set():
-            connection.stop_reading()
+        if self.stopping.is_set():  # one from the backlog: what it had at the stop
+            connection.stop_reading(self._received_at_stop.pop(connection.sock, None))
         return admitted
 
     def _release(self, connection: Connection) -> None:
@@ -209,13 +216,29 @@ class Lab:
         listener.settimeout(SIGNAL_CHECK)  # blocking accept() loops; event loops unset it
         return listener
 
+    def accepts_on(self, listener: socket.socket) -> None:
+        """This process accepts on `listener` (accept() says so itself): at the
+        stop, it takes the listener's backlog. Not prefork's server, whose
+        workers accept."""
+        self._listener_fd = listener.fileno()
+
+    @property
+    def accepting(self) -> bool:
+        """An accept loop's condition: until the stop, and then until every
+        connection the backlog held at the stop has been handed out."""
+        return not self.stopping.is_set() or bool(self._backlog)
+
     def accept(self, listener: socket.socket) -> socket.socket | None:
         """One accepted client, or None (stopping, or nothing to accept now).
 
+        After the stop, the connections the backlog held then, one by one.
         Never sleeps on an event loop's listener: out of descriptors, the
         client is told ERR busy from the reserved one; out of memory, the
         loop simply comes back when the listener is readable again.
         """
+        if self._backlog:
+            return self._backlog.popleft()
+        self._listener_fd = listener.fileno()
         try:
             client, _addr = listener.accept()
         except (BlockingIOError, TimeoutError):  # nobody yet: the caller loops
@@ -288,10 +311,41 @@ class Lab:
         for connection in connections:
             if not connection.closed:  # not those already lingering
                 connection.stop_reading()
+        self._take_backlog()
         self.stopping.set()
+        log.info(
+            "stopping: draining %d connections (%d from the backlog) for at most %g s",
+            len(connections) + len(self._backlog), len(self._backlog),
+            self.settings.drain_timeout,
+        )  # fmt: skip
         os.write(self._stop_writer, b"x")
         for callback in reversed(self._stop_callbacks):  # the variant's first
             callback()
+
+    def _take_backlog(self) -> None:
+        """Accept every connection the kernel completed before the stop, before
+        the listener is shut (which would reset them): they are served and
+        drained like the others (docs/design.md §2, SIGTERM)."""
+        if self._listener_fd is None:  # no accept here (prefork's server), or none yet
+            return
+        # A socket object of our own on the same listener (gevent's wraps it);
+        # every variant's listener is already non-blocking.
+        with socket.socket(fileno=os.dup(self._listener_fd)) as listener:
+            listener.setblocking(False)
+            while True:
+                try:
+                    client, _addr = listener.accept()
+                except OSError:  # BlockingIOError: none left; or no descriptor left
+                    return
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._received_at_stop[client] = bytes_received(client)
+                self._backlog.append(client)
+
+    def backlog(self) -> Iterator[socket.socket]:
+        """The connections the backlog held at the stop, for a variant whose
+        accept loop is its event loop's (asyncio's server, trio's)."""
+        while self._backlog:
+            yield self._backlog.popleft()
 
     def install_signal_handlers(self, listener: socket.socket) -> None:
         def stop_listening() -> None:
@@ -325,6 +379,7 @@ class Connection:
         self.tally: ConnectionTally | None = None  # set on entry, when metrics are on
         self.timeline = lab.timeline
         self._idle_timeout = lab.settings.idle_timeout
+        self._yield_every = lab.settings.yield_every
         self.raw = write is None  # we own a plain socket (not an asyncio transport's)
         self._write = write or sock.sendall
         self.close_transport: Callable[[], object] = close or sock.close
@@ -377,6 +432,15 @@ class Connection:
             if any(fd != self.lab.stop_signal for fd, _event in ready):
                 return sock.recv(RECV_SIZE)
         return b""
+
+    def turn_due(self, index: int) -> bool:
+        """Whether an event loop's handler, about to answer the line at `index`
+        of one read, should first let its loop run others (FIB_YIELD_EVERY):
+        one client's pipelined batch then holds the loop for about one
+        request, not the whole read. Never before a read's first line: a
+        client sending one line at a time pays nothing for it."""
+        every = self._yield_every
+        return every > 0 and index > 0 and index % every == 0
 
     def receive(self, data: bytes) -> Iterator[Request]:
         """The complete lines in `data` (b"": the client closed), one at a time.
@@ -436,9 +500,11 @@ class Connection:
         self.deadline = now + self._idle_timeout
         return line
 
-    def stop_reading(self) -> None:
-        """Drain: read no further than what the kernel has received by now."""
-        received = bytes_received(self.sock)
+    def stop_reading(self, received: int | None = None) -> None:
+        """Drain: read no further than what the kernel has received by now
+        (or by the stop, `received`, for a connection accepted after it)."""
+        if received is None:
+            received = bytes_received(self.sock)
         if received is None:  # no TCP_INFO: what was read, plus what waits to be
             received = self.consumed + self.protocol.buffered + _unread(self.sock)
         self.read_limit = received

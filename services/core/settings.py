@@ -33,10 +33,11 @@ class Settings:
     idle_timeout: float = 300.0
     max_connections: int = 1000
     pool_workers: int = 0  # 0: cpus_available()
-    backlog: int = 1024
+    backlog: int = 4096  # the kernel caps it at net.core.somaxconn (4096 since Linux 5.4)
     drain_timeout: float = 8.0
     linger_timeout: float = 2.0
     max_unsent: int = 65536
+    yield_every: int = 1  # 0: an event loop's handler answers a whole read at once
     switch_interval: float = 0.0  # 0: leave CPython's default (0.005 s)
     cpu_source: str = "auto"
     gil_probe: bool = True
@@ -100,6 +101,11 @@ _OPTIONS: dict[str, tuple[Callable[[str], object], str]] = {
     "max_unsent": (
         _at_least(1024, int),
         "socket send buffer: replies a client has not read before its reading stops",
+    ),
+    "yield_every": (
+        _at_least(0, int),
+        "lines an event loop's handler answers before it lets the loop serve others "
+        "(0: every line of a read first)",
     ),
     "switch_interval": (_at_least(0, float), "sys.setswitchinterval (0: default)"),
     "cpu_source": (_choice("auto", "cgroup", "process"), "what fib_cpu_seconds_total counts"),

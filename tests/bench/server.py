@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from loadtest.talk.perf1 import positive
@@ -328,18 +328,42 @@ def bench_prefork(rounds: int, requests: int, pairs: int) -> None:
         scraper.join(5)
 
 
+@contextlib.contextmanager
+def services_at(base: str) -> Iterator[str]:
+    """A folder holding the services package as it was at commit `base`: a
+    server started with PYTHONPATH set to it (and PYTHONSAFEPATH, which keeps
+    `python -m` from putting the current folder first) runs that code."""
+    with tempfile.TemporaryDirectory() as before:
+        archive = subprocess.run(["git", "archive", base, "services"], cwd=ROOT,
+                                 capture_output=True, check=True).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", before], input=archive, check=True)
+        yield before
+
+
+YIELD_GOAL = 0.99  # yielding between a read's lines, for a client sending one at a time
+
+
+def bench_yield(rounds: int, requests: int, pairs: int, base: str) -> None:
+    """What letting the loop run others between one read's lines (FIB_YIELD_EVERY,
+    docs/design.md §2 Fairness) costs a client that sends one line at a time:
+    the event-loop variants that gained it, against the code of commit `base`."""
+    with services_at(base) as before:
+        for variant in ("asyncio", "gevent"):
+            print(f"\n#### {variant}: this commit against commit {base}\n", flush=True)
+            bench_side_by_side(
+                variant, {True: [], False: []},
+                {True: "this commit, --yield-every 1", False: f"commit {base}"},
+                rounds, requests, pairs, f"goal >= {YIELD_GOAL}",
+                env={False: {"PYTHONSAFEPATH": "1", "PYTHONPATH": before}}, minimum=YIELD_GOAL,
+            )  # fmt: skip
+
+
 def bench_timeline(rounds: int, requests: int, pairs: int, base: str) -> None:
     """The server's timeline (FIB_TIMELINE, docs/design.md §6.6) on `threads`:
     off against the code of commit `base` (before the timeline existed: its
     hooks cost nothing when off, goal >= 0.99), `base` against itself (the
     method's noise), then on against off (what recording costs)."""
-    with tempfile.TemporaryDirectory() as before, tempfile.TemporaryDirectory() as written:
-        # The services package as it was at `base`, imported instead of the
-        # working tree's: PYTHONSAFEPATH keeps `python -m` from putting the
-        # current folder first on sys.path.
-        archive = subprocess.run(["git", "archive", base, "services"], cwd=ROOT,
-                                 capture_output=True, check=True).stdout  # fmt: skip
-        subprocess.run(["tar", "-x", "-C", before], input=archive, check=True)
+    with services_at(base) as before, tempfile.TemporaryDirectory() as written:
         print(f"#### Off, against commit {base} (no timeline code)\n", flush=True)
         bench_side_by_side(
             "threads", {True: [], False: []},
@@ -407,6 +431,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="instead: the timeline's cost on threads, off against commit BASE, then on",
     )  # fmt: skip
     parser.add_argument(
+        "--yield-cost", metavar="BASE",
+        help="instead: what yielding between a read's lines costs asyncio and gevent, "
+        "against commit BASE",
+    )  # fmt: skip
+    parser.add_argument(
         "--control", action="store_true",
         help="run --no-metrics on both sides: the method's own noise (ratio ~1.000)",
     )  # fmt: skip
@@ -441,6 +470,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             flush=True,
         )
         bench_timeline(args.rounds, args.round_requests, args.pairs, args.timeline)
+        print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+        return
+    if args.yield_cost:
+        print(
+            f"### What yielding between a read's lines costs (`python -m tests.bench.server "
+            f"--yield-cost {args.yield_cost}` at commit {this_commit()}): {args.pairs} servers "
+            f"of each kind, {args.rounds} rounds of {args.round_requests} interleaved fib(1) "
+            "requests per server, one line at a time\n",
+            flush=True,
+        )
+        bench_yield(args.rounds, args.round_requests, args.pairs, args.yield_cost)
         print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
         return
     if args.gil_probe:

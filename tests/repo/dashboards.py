@@ -50,6 +50,7 @@ CONTRACT: dict[str, Metric] = {
     "fib_connections_total": _metric("variant"),
     "fib_errors_total": _metric("variant", "code"),
     "fib_cpu_seconds_total": _metric("variant"),
+    "fib_resident_memory_bytes": _metric("variant"),
     "fib_info": _metric("variant", "python", "implementation", "gil"),
     "fib_gil_wait_seconds_total": _metric("variant"),
     "fib_gil_probe_seconds_total": _metric("variant"),

@@ -9,8 +9,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import select
+import shutil
 import socket
+import subprocess
 import time
 
 import pytest
@@ -19,16 +22,20 @@ import requests
 from services import VARIANTS
 from services.core.metrics_http import SCRAPE_CONNECTIONS
 from tests.conftest import (
+    CHILD_PROCESS_VARIANTS,
     POOL_VARIANTS,
     Launch,
     Server,
     answer,
     group_cpu_seconds,
     one_process,
+    pool_workers,
     read_line,
     reply_pending,
+    rss_bytes,
     sample,
     thread_count,
+    unavailable,
     wait_for,
     wait_in_progress,
 )
@@ -151,6 +158,48 @@ def test_line_too_long_is_answered_then_closed(server: Server):
         assert read_line(sock).startswith(b"ERR line-too-long ")
         assert_closed(sock)
     assert server.ask(b"10\n") == b"55\n", "and the server serves others"
+
+
+def listen_backlog(port: int) -> int:
+    """The backlog the kernel keeps for the listener on `port` (`ss`: a
+    listener's Send-Q is its backlog)."""
+    listed = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert listed, f"no listener on port {port}"
+    return int(listed[2])
+
+
+def test_listener_keeps_the_backlog_it_was_given(variant: str, launch: Launch):
+    """FIB_BACKLOG is the backlog in force: asyncio's start_server(sock=...)
+    listened again with 100 unless given one, and a full backlog drops a
+    client's SYN for a second (docs/design.md §3.3)."""
+    if shutil.which("ss") is None:
+        unavailable("ss (iproute2)", "`make test` installs it when run as root")
+    server = launch(variant, "--backlog", "777")
+    assert listen_backlog(server.port) == 777
+
+
+BATCH_LINES, BATCH_N = 4000, 15  # fib(15) about 0.1 ms: the batch takes about 0.4 s
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if CONCURRENCY[v] != ONE_AT_A_TIME])
+def test_one_clients_pipelined_batch_does_not_hold_the_others(variant: str, launch: Launch):
+    """Another client is answered while one client's batch of short requests is
+    (docs/design.md §2, Fairness): an event loop that answered every line of a
+    read first made it wait for the whole batch."""
+    server = launch(variant)
+    with server.connect() as batch, server.connect() as other:
+        batch.sendall(b"%d\n" % BATCH_N * BATCH_LINES)
+        assert read_line(batch) == answer(BATCH_N)  # the batch is being answered
+        other.sendall(b"1\n")
+        assert read_line(other) == b"1\n"
+        batch.setblocking(False)
+        answered = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := batch.recv(65536):
+                answered += chunk
+        assert answered.count(b"\n") + 1 < BATCH_LINES, "the other waited for the whole batch"
 
 
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if CONCURRENCY[v] != ONE_AT_A_TIME])
@@ -276,7 +325,41 @@ def test_metrics_count_exactly_what_was_served(server: Server, variant: str):
         assert f'{label}="' in text, f"fib_info has no {label} label"
     for name in ("fib_requests_total", "fib_errors_total", "fib_connections_total"):
         assert f"# TYPE {name} counter" in text
+    assert "# TYPE fib_resident_memory_bytes gauge" in text
+    # the whole tree's: at least the server process's own, and a sane size
+    resident = value("fib_resident_memory_bytes")
+    assert 0.9 * rss_bytes(server.pid) <= resident <= SANE_TREE_BYTES, resident
     assert "_created" not in text
+
+
+# A variant's processes together: a few tens of MiB each, far below this.
+SANE_TREE_BYTES = 2 << 30
+
+
+def tree_rss(server: Server) -> tuple[int, int]:
+    """The server process's own VmRSS and the sum over it and its descendants."""
+    own = rss_bytes(server.pid)
+    others = 0
+    for pid in server.descendants():
+        try:
+            others += rss_bytes(pid)
+        except OSError:
+            pass  # gone meanwhile
+    return own, own + others
+
+
+@pytest.mark.parametrize("variant", CHILD_PROCESS_VARIANTS)
+def test_memory_gauge_counts_every_process_of_the_tree_once(variant: str, launch: Launch):
+    server = launch(variant)
+    wait_for(lambda: pool_workers(server), 10, "the pool's workers are up")
+    resident = server.metric("fib_resident_memory_bytes", variant=variant)
+    own, tree = tree_rss(server)
+    worker = min(rss_bytes(pid) for pid in pool_workers(server))
+    # the workers are in (each holds its own interpreter: MiBs), not just the server...
+    assert resident >= own + 0.8 * worker, (resident, own, worker)
+    # ...each once (prefork's supervisor does not add its workers' reports to its tree)
+    assert resident == pytest.approx(tree, rel=0.1), (resident, tree)
+    assert resident <= SANE_TREE_BYTES
 
 
 def test_cpu_counter_counts_the_work_including_pool_workers(server: Server, variant: str):

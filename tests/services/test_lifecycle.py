@@ -146,6 +146,9 @@ def test_sigterm_answers_request_in_flight_stops_accepting_and_exits(variant, la
         client.sendall(b"%d\n" % long_work)
         wait_in_progress(server)
         os.kill(server.pid, signal.SIGTERM)
+        # A client that connects before the server has heard the signal is
+        # served from the backlog (docs/design.md §2): probe once it has.
+        wait_for(lambda: "stopping: " in "".join(server.output), 10, "the server heard SIGTERM")
 
         # New clients are turned away (refused, or closed unanswered) while
         # the request already read is still being worked on.
@@ -166,6 +169,81 @@ def test_sigterm_answers_request_in_flight_stops_accepting_and_exits(variant, la
         pytest.fail(f"{variant} still running 10 s after SIGTERM:\n{''.join(server.output)}")
     assert code == 0, server.all_output()
     group_empties(server.pid)
+
+
+# The drain probe (docs/design.md §2, SIGTERM): clients that pipelined a batch
+# just before the signal and keep sending after it.
+PROBE_CLIENTS = 4  # more than a pool's workers: some wait, on `sync` in the backlog
+PROBE_LINES = 160  # fib(22) each, about 2.5 ms: a batch would hold a loop 0.4 s
+PROBE_N = 22
+SIGTERM_AFTER = 0.1  # seconds after the batches: in the middle of them
+# Seconds after SIGTERM to the first line the server must not answer: it
+# hears the signal within about one request (FIB_YIELD_EVERY), or, where
+# fib shares the GIL with the loop, within some switch intervals.
+TRICKLE_AFTER = 0.1
+TRICKLE_AFTER_GIL_SHARING = 0.5
+TRICKLE_EVERY = 0.01
+
+
+def trickle(socks: list[socket.socket], stop: threading.Event) -> None:
+    """`1\n` on every connection every TRICKLE_EVERY s, until told or refused."""
+    while not stop.wait(TRICKLE_EVERY):
+        for sock in socks:
+            try:
+                sock.send(b"1\n")
+            except OSError:  # closed by the server, which has ended it: fine
+                pass
+
+
+def read_to_eof(sock: socket.socket, deadline: float) -> tuple[list[bytes], str]:
+    """Every reply line up to the server's EOF, and how it ended: "eof", "reset" or "timeout"."""
+    data = b""
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data.split(b"\n")[:-1], "reset"
+        except TimeoutError:
+            break
+        if not chunk:
+            return data.split(b"\n")[:-1], "eof"
+        data += chunk
+    return data.split(b"\n")[:-1], "timeout"
+
+
+@pytest.mark.serial  # how soon the signal is heard is timed: other tests' load would skew it
+def test_sigterm_answers_exactly_the_lines_received_before_it(variant, launch):
+    """The batches received before SIGTERM are answered in full, on every
+    connection, those in the backlog included; no line sent after it is; each
+    connection ends with EOF, not a reset. An event loop that answered a
+    whole read before looking at the signal answered the lines that kept
+    coming meanwhile; one that closed its listener with connections in its
+    backlog reset them."""
+    # The drain's deadline is not what is probed: a loaded machine may take long.
+    server = launch(variant, "--drain-timeout", "60")
+    socks = [server.connect(timeout=15) for _ in range(PROBE_CLIENTS)]
+    stop_trickle = threading.Event()
+    try:
+        for sock in socks:
+            sock.sendall(b"%d\n" % PROBE_N * PROBE_LINES)
+        time.sleep(SIGTERM_AFTER)
+        os.kill(server.pid, signal.SIGTERM)
+        time.sleep(TRICKLE_AFTER_GIL_SHARING if variant in GIL_SHARING_POOLS else TRICKLE_AFTER)
+        threading.Thread(target=trickle, args=(socks, stop_trickle), daemon=True).start()
+        deadline = time.monotonic() + 60
+        endings = [read_to_eof(sock, deadline) for sock in socks]
+    finally:
+        stop_trickle.set()
+        for sock in socks:
+            sock.close()
+    expected = answer(PROBE_N).rstrip(b"\n")
+    for number, (lines, how) in enumerate(endings, 1):
+        assert how == "eof", f"connection {number}: {how} after {len(lines)} replies"
+        late = [line for line in lines if line != expected]
+        assert not late, f"connection {number}: lines sent after SIGTERM answered: {late[:5]}"
+        assert len(lines) == PROBE_LINES, f"connection {number}: {len(lines)} replies"
+    assert server.process.wait(15) == 0, server.all_output()
 
 
 def test_sigterm_received_by_another_thread_still_stops_the_server(variant, launch):
@@ -237,7 +315,7 @@ def test_event_loop_holds_thousands_of_connections(variant, launch, fd_limit):
     server = launch(variant, "--max-connections", "3000")
     socks: list[socket.socket] = []
     try:
-        for _batch in range(0, MANY_CONNECTIONS, 250):  # paced: the backlog is 1024
+        for _batch in range(0, MANY_CONNECTIONS, 250):  # each batch answered before the next
             batch = [server.connect(timeout=10) for _ in range(250)]
             socks += batch
             replies = exchange(batch, b"10\n")

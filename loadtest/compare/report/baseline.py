@@ -49,6 +49,7 @@ from loadtest.toolbox.formats import (
     fmt_cores,
     fmt_cpu_per_request,
     fmt_factor,
+    fmt_mib,
     fmt_ms,
     fmt_rps,
     percent_or_dash,
@@ -82,6 +83,10 @@ RUN_FIGURES: tuple[tuple[FigureKind, RunFigure], ...] = (
     (
         FigureKind("CPU s/request", "s", "lower is better", fmt_cpu_per_request),
         field_of("cpu_seconds_per_request"),
+    ),
+    (
+        FigureKind("peak memory MiB", "MiB", "lower is better", fmt_mib),
+        field_of("server_memory_peak_mib"),
     ),
     (
         FigureKind("s/request", "s", "lower is better", fmt_three),

@@ -34,6 +34,7 @@ from loadtest.toolbox.formats import (
     fmt_count,
     fmt_cpu_per_request,
     fmt_factor,
+    fmt_mib,
     fmt_ms,
     fmt_rps,
     fmt_seconds,
@@ -50,6 +51,12 @@ LOADGEN_NOTE = (
     "one repeat: the figure says what the client could do, not what the server can."
 )
 LATENCY_COLUMNS = (("p50", "p50 ms"), ("p99", "p99 ms"), ("p999", "p99.9 ms"))
+MEMORY_COLUMN = "peak memory MiB"
+MEMORY_NOTE = (
+    "Peak memory is the most resident memory of the server's process tree (pool workers "
+    "included) in any scrape of the run or stage; – where the server does not export it "
+    "(or the report predates it)."
+)
 
 
 def noisy_note(threshold: float) -> str:
@@ -235,6 +242,7 @@ def runs_section(groups: Sequence[RunGroup]) -> list[str]:
                 *(cell(group.latency(key), fmt_ms, group) for key, _ in LATENCY_COLUMNS),
                 cell(group_figure(group, cpu_cores), fmt_cores),
                 cell(group.stat("cpu_seconds_per_request"), fmt_cpu_per_request),
+                cell(group.stat("server_memory_peak_mib"), fmt_mib),
                 str(errors),
                 f"loadgen {LOADGEN_MARK} ({group.loadgen_runs}/{len(group.runs)})"
                 if group.loadgen_bound
@@ -249,6 +257,7 @@ def runs_section(groups: Sequence[RunGroup]) -> list[str]:
         *(title for _, title in LATENCY_COLUMNS),
         "CPU cores",
         "CPU s/request",
+        MEMORY_COLUMN,
         "errors",
         "bottleneck",
         "other processes, CPU cores",
@@ -258,6 +267,7 @@ def runs_section(groups: Sequence[RunGroup]) -> list[str]:
         "",
         "Median over repeats, (min–max) when they differ. Latency is measured by the client, "
         "in ms with microsecond resolution. CPU is the server's (pool workers included). "
+        f"{MEMORY_NOTE} "
         "Each long stage (×1, ×2, ×3 clients) has its own figures: its own duration, the "
         "replies that arrived in it, the latency of the requests that ran wholly inside it, "
         "and the server's CPU in it.",
@@ -302,6 +312,7 @@ def long_section(groups: Sequence[RunGroup]) -> list[str]:
                 cell(group.latency("p50"), fmt_ms, group),
                 cell(group_figure(group, cpu_cores), fmt_cores, group),
                 cell(group.stat("cpu_seconds_per_request"), fmt_cpu_per_request, group),
+                cell(group.stat("server_memory_peak_mib"), fmt_mib),
             ]
         )
     if not rows:
@@ -317,6 +328,7 @@ def long_section(groups: Sequence[RunGroup]) -> list[str]:
         "p50 ms",
         "CPU cores",
         "CPU s/request",
+        MEMORY_COLUMN,
     ]
     return [
         "## Long requests: 1, 2, 3 concurrent clients",

@@ -30,6 +30,7 @@ from loadtest.compare.report.plots import (
 )
 from loadtest.compare.report.tables import render_markdown
 from loadtest.compare.summary import (
+    SummaryError,
     TimelinePoint,
     check_summary,
     cpu_cores,
@@ -94,13 +95,13 @@ def test_tables_show_median_and_spread_with_microsecond_latency(
 ) -> None:
     _, markdown = full_report
     assert (
-        "| variant | scenario | req/s | p50 ms | p99 ms | p99.9 ms | CPU cores | CPU s/request"
-        in (markdown)
+        "| variant | scenario | req/s | p50 ms | p99 ms | p99.9 ms | CPU cores | CPU s/request "
+        "| peak memory MiB |" in (markdown)
     )
     # threads' short repeats: 17,444 / 17,800 / 18,156 req/s; p50 0.045 ms (45 µs)
     assert (
         "| threads | short | 17,800 (17,444–18,156) | 0.045 | 0.135 | 0.405 | 1.00 | "
-        "56.2 µs (55.1 µs–57.3 µs) | 0 | server |"
+        "56.2 µs (55.1 µs–57.3 µs) | 31.5 | 0 | server |"
     ) in markdown
     assert "| threads | 2 | 1.818 (1.782–1.854) | 2.02× |" in markdown  # long table
     assert "| threads | 3 | 2.745 (2.690–2.800) | 3.05× |" in markdown
@@ -200,6 +201,42 @@ def test_cli_rejects_a_bad_summary_clearly(
     assert main([str(path)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "summary.md").exists()
+
+
+def test_peak_memory_is_beside_cpu_and_missing_is_a_dash_not_zero() -> None:
+    runs = plausible_runs(("threads", "threads-procpool"), repeats=1)
+    for run in runs:
+        if run["variant"] == "threads-procpool":
+            run["server_memory_peak_mib"] = 123.4 if run["scenario"] != "short" else None
+        elif run["scenario"] == "short":
+            del run["server_memory_peak_mib"]  # a report from before the figure
+    checked = check_summary(a_summary(runs))
+    markdown = render_markdown(checked, group_runs(checked), verdicts(checked), [])
+    assert "| threads | short | 17,444 | 0.045 | 0.135 | 0.405 | 1.00 | 57.3 µs | – | 0 |" in (
+        markdown
+    )
+    assert (
+        "| threads-procpool | short | 5,684 | 0.045 | 0.135 | 0.405 | 1.00 | 175.9 µs | – |"
+        in markdown
+    )
+    assert "| threads-procpool | convoy |" in markdown
+    procpool_convoy = next(
+        line for line in markdown.splitlines() if line.startswith("| threads-procpool | convoy |")
+    )
+    assert "| 123.4 |" in procpool_convoy
+    assert "| 0.0 |" not in markdown, "a missing figure is never shown as zero"
+    long_header = next(
+        line for line in markdown.splitlines() if line.startswith("| variant | clients")
+    )
+    assert long_header.endswith("| CPU s/request | peak memory MiB |")
+    assert "peak memory is" in markdown.split("## Throughput")[1].split("|")[0].lower()
+
+
+def test_a_bad_peak_memory_is_named() -> None:
+    runs = plausible_runs(("threads",), repeats=1)
+    runs[0]["server_memory_peak_mib"] = "a lot"
+    with pytest.raises(SummaryError, match=r"runs\[0\]\.server_memory_peak_mib"):
+        check_summary(a_summary(runs))
 
 
 def test_report_without_convoy_runs_has_no_convoy_plot(tmp_path: Path) -> None:

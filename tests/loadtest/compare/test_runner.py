@@ -21,8 +21,9 @@ from loadtest.compare.runner import stage_runs
 from loadtest.compare.summary import check_summary
 from loadtest.compare.verdicts import verdicts
 from loadtest.toolbox.machine import NOISY_FOREIGN_CORES
+from loadtest.toolbox.servers import MEMORY_METRIC, MIB, Scrape
 from tests.loadtest.compare.conftest import RealRun, run_compare
-from tests.loadtest.toolbox.test_servers import scrapes_of
+from tests.loadtest.toolbox.test_servers import LABELS, scrapes_of
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -64,6 +65,9 @@ def test_quick_compare_writes_a_valid_report_with_convoy_verdicts(tmp_path: Path
         assert run["bottleneck"] in ("server", "loadgen")
         assert run["server_cpu_seconds"] is not None, "the server's /metrics were read"
         assert run["server_cpu_seconds"] > 0
+        peak = run.get("server_memory_peak_mib")
+        assert peak is not None, "the server tree's resident memory was scraped"
+        assert 5 < peak < 2048, peak
         latency = run["latency_ms"]
         assert latency["p50"] is not None
         assert 0 < latency["p50"] < 50, "fib(1) takes microseconds, not whole milliseconds"
@@ -176,6 +180,9 @@ def test_each_long_stage_of_a_real_run_has_its_own_figures(tmp_path: Path):
         # one core under the GIL, whatever the clients; with others' work on
         # the machine, somewhat less
         assert 0.5 <= (run.get("server_cpu_cores") or 0.0) <= 1.3, run
+        peak = run.get("server_memory_peak_mib")
+        assert peak is not None, "the stage's own scrapes have the tree's memory"
+        assert 5 < peak < 2048, peak
     # seconds per request: ~1x, 2x, 3x; the latency percentiles are each stage's own
     seconds = [run.get("seconds_per_request") or 0.0 for run in stages]
     assert 1.4 <= seconds[1] / seconds[0] <= 2.6
@@ -348,9 +355,21 @@ def test_each_stage_gets_its_own_server_cpu_from_the_scrapes():
                    "runs": [one, two, three]})  # fmt: skip
 
 
+def test_each_stage_gets_its_own_memory_peak_from_the_scrapes():
+    # stages [1000, 1002), [1002, 1003), [1003, 1004]: the tree grows in the second
+    mib = {999.9: 40.0, 1000.5: 41.0, 1001.5: 42.0, 1002.5: 120.0, 1003.5: 80.0, 1004.2: 70.0}
+    scrapes = [
+        Scrape(at, {(MEMORY_METRIC, LABELS): value * MIB, **cpu.samples})
+        for (at, value), cpu in zip(mib.items(), scrapes_of([(at, at) for at in mib]), strict=True)
+    ]
+    one, two, three = stage_runs(whole_run(), long_figures(), scrapes, 34)
+    assert [run["server_memory_peak_mib"] for run in (one, two, three)] == [42.0, 120.0, 80.0]
+
+
 def test_stages_without_scrapes_have_no_server_cpu():
     one, *_ = stage_runs(whole_run(), long_figures(), [], 34)
     assert one["server_cpu_seconds"] is None
+    assert one["server_memory_peak_mib"] is None, "missing, not zero"
     assert one["cpu_seconds_per_request"] is None
     assert one["duration_s"] == 2.0, "the stage's own figures are still there"
 

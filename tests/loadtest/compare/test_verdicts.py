@@ -72,6 +72,7 @@ def a_run(
         "server_cpu_seconds": cpu_cores * duration,
         "server_cpu_cores": cpu_cores,
         "cpu_seconds_per_request": cpu_cores * duration / requests if requests else None,
+        "server_memory_peak_mib": 31.5,
         "loadgen_cpu_percent": 97.0 if bottleneck == "loadgen" else 60.0,
         "asked_rps": None,
         "bottleneck": bottleneck,

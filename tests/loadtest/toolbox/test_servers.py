@@ -14,12 +14,15 @@ import pytest
 from loadtest.toolbox.errors import LabError
 from loadtest.toolbox.servers import (
     CPU_METRIC,
+    MEMORY_METRIC,
+    MIB,
     Sampler,
     Scrape,
     cpu_at,
     cpu_between,
     local_variant,
     long_seconds_on,
+    memory_peak_mib,
     metric_total,
     parse_targets,
     server_info,
@@ -46,6 +49,29 @@ def test_cpu_is_interpolated_between_scrapes():
     assert cpu_at([Scrape(100.0, {}), Scrape(101.0, {})], 100.5) is None, "no metrics"
 
 
+def memory_scrapes(points: list[tuple[float, float | None]]) -> list[Scrape]:
+    """Scrapes at monotonic times with the server tree's resident MiB then (None: no metric)."""
+    return [
+        Scrape(at, {} if mib is None else {(MEMORY_METRIC, LABELS): mib * MIB})
+        for at, mib in points
+    ]
+
+
+def test_memory_peak_is_the_most_of_any_scrape_in_the_window():
+    scrapes = memory_scrapes([(100.0, 40.0), (101.0, 95.25), (102.0, 60.0), (103.0, 50.0)])
+    assert memory_peak_mib(scrapes) == 95.2, "MiB, to a tenth"
+    # a stage: only the scrapes taken in it (memory before or after it is not its own)
+    assert memory_peak_mib(scrapes, 101.5, 103.0) == 60.0
+    assert memory_peak_mib(scrapes, 101.0, 101.0) == 95.2, "a scrape on a bound is in"
+    # a window no scrape fell in: the scrapes nearest its two ends
+    assert memory_peak_mib(scrapes, 102.2, 102.8) == 60.0
+    assert memory_peak_mib(scrapes, 103.5, 104.0) == 50.0, "after the last: the last"
+    # missing, not zero: no scrape has the metric (an external target without it)
+    assert memory_peak_mib(memory_scrapes([(100.0, None), (101.0, None)])) is None
+    assert memory_peak_mib([]) is None
+    assert memory_peak_mib(memory_scrapes([(100.0, None), (101.0, 12.0)])) == 12.0
+
+
 @pytest.mark.slow
 def test_a_local_variant_is_sampled_while_it_works():
     with local_variant("threads") as target:
@@ -66,6 +92,9 @@ def test_a_local_variant_is_sampled_while_it_works():
     assert used is not None
     assert used > 0.3, "a second of fib(20) back to back is mostly CPU"
     assert server_info(scrapes[0].samples).get("gil") in ("enabled", "disabled")
+    peak = memory_peak_mib(scrapes)
+    assert peak is not None, "the server exports its tree's resident memory"
+    assert 5 < peak < 2048, peak
 
 
 def test_a_bad_target_names_itself():

@@ -3,7 +3,7 @@
 # The metrics of docs/design.md §4 (services/core/metrics.py), read back through
 # prometheus_client's own text-format parser: exactly the contract's names,
 # types and labels, bounded n labels, the histogram buckets, fib_info, and a
-# CPU counter that includes the process's children.
+# CPU counter and a resident-memory gauge that include the process's children.
 
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.core.cpu import tree_cpu_seconds
+from services.core.cpu import descendants, tree_cpu_seconds
+from services.core.memory import parse_resident_bytes, resident_bytes, tree_resident_bytes
 from services.core.metrics import (
     DURATION_BUCKETS,
     CpuCollector,
+    MemoryCollector,
     Metrics,
     NullMetrics,
     merge_families,
@@ -41,6 +43,7 @@ CONTRACT = {
     "fib_connections": ("counter", {"variant"}),
     "fib_errors": ("counter", {"variant", "code"}),
     "fib_cpu_seconds": ("counter", {"variant"}),
+    "fib_resident_memory_bytes": ("gauge", {"variant"}),
     "fib_info": ("gauge", {"variant", "python", "implementation", "gil"}),
     "fib_gil_wait_seconds": ("counter", {"variant"}),
     "fib_gil_probe_seconds": ("counter", {"variant"}),
@@ -113,6 +116,7 @@ def test_sample_names_and_no_created_series(busy_metrics: Metrics) -> None:
         "fib_connections_total",
         "fib_errors_total",
         "fib_cpu_seconds_total",
+        "fib_resident_memory_bytes",
         "fib_info",
         "fib_gil_wait_seconds_total",
         "fib_gil_probe_seconds_total",
@@ -373,6 +377,60 @@ def test_cpu_source_cgroup_reads_the_accounting_file_or_refuses() -> None:
     assert cpu_counter(collector) >= first
 
 
+def memory_gauge(collector: MemoryCollector) -> float:
+    [family] = collector.collect()
+    [s] = family.samples
+    assert (s.name, family.type) == ("fib_resident_memory_bytes", "gauge")
+    assert s.labels == {"variant": "coro-procpool"}
+    return float(s.value)
+
+
+def test_resident_memory_is_vmrss_in_bytes() -> None:
+    status = "Name:\tpython\nVmPeak:\t  99999 kB\nVmRSS:\t   12345 kB\nRssAnon:\t 1 kB\n"
+    assert parse_resident_bytes(status) == 12345 * 1024
+    assert parse_resident_bytes("Name:\tzombie\nState:\tZ (zombie)\n") is None
+
+
+# A child that holds 64 MiB resident (written, so its pages are its own) until killed.
+HOLD_64_MIB = (
+    "import sys, time\nheld = bytearray(64 << 20)\nprint('held', flush=True)\ntime.sleep(30)\n"
+)
+HOLD_IN_GRANDCHILD = (
+    f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {HOLD_64_MIB!r}])\n"
+)
+
+
+@pytest.mark.parametrize("program", [HOLD_64_MIB, HOLD_IN_GRANDCHILD], ids=["child", "grandchild"])
+def test_memory_counts_each_live_descendant_once(program: str) -> None:
+    collector = MemoryCollector("coro-procpool")
+    alone = memory_gauge(collector)
+    own = resident_bytes(os.getpid())
+    assert own is not None
+    assert alone >= own, "this process at least"
+    with subprocess.Popen(
+        [sys.executable, "-c", program], stdout=subprocess.PIPE, text=True, start_new_session=True
+    ) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "held\n"
+            with_child = memory_gauge(collector)
+            tree = [os.getpid(), *descendants(os.getpid())]
+            measured = sum(resident_bytes(pid) or 0 for pid in tree)
+        finally:
+            os.killpg(child.pid, signal.SIGKILL)  # the grandchild too
+            child.wait()
+    assert with_child - alone >= 64 << 20, "the descendant's 64 MiB are in"
+    # each process once: the figure is the sum of the tree's VmRSS, not more
+    assert with_child == pytest.approx(measured, rel=0.05)
+    assert memory_gauge(collector) < with_child - (60 << 20), "gone: no longer counted"
+
+
+def test_tree_memory_of_a_process_that_is_gone_is_none() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert tree_resident_bytes(child.pid) is None
+
+
 # -- several processes, one /metrics (prefork) --------------------------------------
 
 
@@ -394,6 +452,7 @@ def test_merged_families_sum_each_series_and_keep_their_order() -> None:
     assert total == pytest.approx(0.003)
     assert merged["fib_connections"].samples[0].value == 2
     assert "fib_info" not in merged, "a worker leaves what describes the variant to its server"
+    assert "fib_resident_memory_bytes" not in merged, "the server's tree holds the workers"
 
 
 def test_a_registry_speaks_for_its_reporters_in_place_of_its_own_series() -> None:
@@ -407,3 +466,5 @@ def test_a_registry_speaks_for_its_reporters_in_place_of_its_own_series() -> Non
     assert 'fib_connections_active{variant="prefork"} 3.0' in text
     assert text.count("# TYPE fib_connections_active gauge") == 1, "the server's own is replaced"
     assert 'fib_info{gil="enabled"' in text  # the server's, as no worker reports it
+    # the server's own tree memory, once: no worker adds its share to it
+    assert text.count("fib_resident_memory_bytes{") == 1
