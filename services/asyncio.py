@@ -100,7 +100,7 @@ async def fib_handler(
         async with asyncio.timeout_at(conn.deadline):
             data = await reader.read(RECV_SIZE)
         for index, request in enumerate(conn.receive(data)):
-            if conn.turn_due(index):  # the loop serves others between one client's lines
+            if index and conn.turn_due(index):  # the loop serves others between one client's lines
                 await asyncio.sleep(0)
             if compute is None:
                 reply = conn.reply(request, fib)  # fib(n) blocks the event loop

@@ -30,7 +30,7 @@ async def fib_handler(
         async with asyncio.timeout_at(conn.deadline):
             data = await reader.read(RECV_SIZE)
         for index, request in enumerate(conn.receive(data)):
-            if conn.turn_due(index):  # an error line awaits nothing: others run between lines
+            if index and conn.turn_due(index):  # an error line awaits nothing: let others run
                 await asyncio.sleep(0)
             if request.n is not None:  # a valid line: fib goes to the pool
                 request.future = loop.run_in_executor(pool, fib, request.n)

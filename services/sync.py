@@ -31,6 +31,6 @@ def fib_handler(
     with lab.connection(client) as conn:
         while not conn.closed:
             for index, request in enumerate(conn.receive(conn.recv(client))):  # until the deadline
-                if pass_turn and conn.turn_due(index):  # on an event loop (gevent): others run
+                if index and pass_turn and conn.turn_due(index):  # gevent: let others run
                     pass_turn()
                 client.sendall(conn.reply(request, compute))  # fib(n) runs here

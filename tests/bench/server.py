@@ -348,14 +348,22 @@ def bench_yield(rounds: int, requests: int, pairs: int, base: str) -> None:
     docs/design.md §2 Fairness) costs a client that sends one line at a time:
     the event-loop variants that gained it, against the code of commit `base`."""
     with services_at(base) as before:
+        at_base = {"PYTHONSAFEPATH": "1", "PYTHONPATH": before}
         for variant in ("asyncio", "gevent"):
             print(f"\n#### {variant}: this commit against commit {base}\n", flush=True)
             bench_side_by_side(
                 variant, {True: [], False: []},
                 {True: "this commit, --yield-every 1", False: f"commit {base}"},
                 rounds, requests, pairs, f"goal >= {YIELD_GOAL}",
-                env={False: {"PYTHONSAFEPATH": "1", "PYTHONPATH": before}}, minimum=YIELD_GOAL,
+                env={False: at_base}, minimum=YIELD_GOAL,
             )  # fmt: skip
+        print(f"\n#### Control: asyncio at commit {base} against itself (the method's noise)\n",
+              flush=True)  # fmt: skip
+        bench_side_by_side(
+            "asyncio", {True: [], False: []}, {True: "A", False: "B"},
+            rounds, requests, pairs, "a control: should be 1.000",
+            env={True: at_base, False: at_base},
+        )  # fmt: skip
 
 
 def bench_timeline(rounds: int, requests: int, pairs: int, base: str) -> None:
