@@ -7,9 +7,9 @@ VARIANT ?= threads
 # More arguments of `python -m loadtest.compare`: ARGS="--variants coro --scenarios convoy"
 ARGS ?=
 
-.PHONY: help venv browser redis kustomize k8s lint test test-fast bench-server bench-gil bench-hostile bench-loadgen bench-bucketing bench-instructions serve dashboards \
+.PHONY: help venv browser redis kustomize ss k8s lint test test-fast bench-server bench-gil bench-hostile bench-loadgen bench-bucketing bench-instructions serve dashboards \
 	up up-no-grafana down logs compare compare-modern compare-versions compare-quick compare-docker report \
-	compare-baseline capacity capacity-sweep capacity-rates switch-interval timeline profile check clean
+	compare-baseline capacity capacity-sweep capacity-rates switch-interval connections timeline profile check clean
 
 help:
 	@echo "make test          lint (ruff, mypy) and every test, in a parallel pass and a serial one; creates $(VENV) on first use"
@@ -28,6 +28,7 @@ help:
 	@echo "make capacity-rates FROM=results/capacity-<time>   rate curves at that sweep's capacities (~9 min)"
 	@echo "    pin with FIB_SERVER_CPUS=1 FIB_LOADGEN_CPUS=0 (compare and capacity, local and compose)"
 	@echo "make switch-interval  the convoy at switch intervals 0.5-20 ms against its law (design §3.2): results/switch-interval-<time>/ (~6 min; ARGS=\"--out DIR\")"
+	@echo "make connections   what a connection costs (design §6.10): idle connections' memory, threads, fds, admission; slow clients; fairness; Redis beside: results/connections-<time>/ (~10 min; ARGS=\"--quick\")"
 	@echo "make timeline VARIANT=threads  the convoy drawn: a lane per client and server thread, GIL waits sampled (Docker; VARIANT=six: the six of design §3.2)"
 	@echo "make profile VARIANT=threads  flame graphs (wall clock, GIL holders, speedscope) of one variant during the convoy, py-spy: results/profile-<variant>-<time>/ (~30 s)"
 	@echo "make check TARGET=tcp://HOST:PORT   any server against the line protocol (design §2), from outside: results/check-<time>/ (ARGS=\"--max-n 45\"; ARGS=\"--behaviours --like threads\": the talk's behaviours too, ~30 s)"
@@ -103,12 +104,21 @@ ifeq ($(REDIS_PROGRAMS),)
 	fi
 endif
 
+# The conformance suite reads each listener's backlog with `ss` (iproute2).
+ss:
+	@command -v ss >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's iproute2 (ss) for the conformance suite"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; \
+	else \
+		echo "WARNING: no ss and not root: the backlog test skips (fails in CI)"; \
+	fi; }
+
 # Two passes (tests/conftest.py): the tests that mostly wait run in
 # TEST_WORKERS parallel workers, then the `serial` ones alone, since they
 # measure what other tests would disturb. Both passes always run; each
 # prints its 30 slowest tests.
 TEST_WORKERS ?= 4
-test: lint browser redis kustomize
+test: lint browser redis kustomize ss
 	@rc=0; \
 	$(BIN)/pytest -m "not serial" -n $(TEST_WORKERS) --dist worksteal --durations=30 || rc=$$?; \
 	$(BIN)/pytest -m serial --durations=30 || rc=$$?; \
@@ -209,6 +219,14 @@ capacity-rates: $(STAMP)
 # results/switch-interval-<time>/, or ARGS="--out DIR".
 switch-interval: $(STAMP)
 	$(BIN)/python -m loadtest.switchinterval $(ARGS)
+
+# What a connection costs (docs/design.md §3.3, §6.10): every variant and Redis,
+# results/connections-<time>/, or ARGS="--out DIR". The interpreter pools need
+# CPython 3.14: on an older Python they run in their compose image, built here first.
+connections: $(STAMP) redis
+	@if $(BIN)/python -c 'import sys; sys.exit(sys.version_info >= (3, 14))'; then \
+		docker compose build threads-interppool; fi
+	$(BIN)/python -m loadtest.connections $(ARGS)
 
 # The convoy drawn from a real run (docs/design.md §6.6): the servers run on
 # CPython 3.15 in the variants image, under the GIL sampler (Docker).
