@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from loadtest.capacity.anchor import AnchorUnavailable, find_programs, redis_version, running_redis
 from loadtest.connections import clients, slow
 from loadtest.connections.clients import FIB, REDIS_PING, LineProtocol
 from loadtest.connections.fairness import fairness
@@ -470,13 +471,6 @@ def measure_variant(plan: Plan, variant: str, index: int) -> dict[str, Any]:
 
 # Redis's default maxclients is 10,000: the largest count and the fresh client need more.
 def measure_redis(plan: Plan) -> tuple[dict[str, Any] | None, str | None]:
-    from loadtest.capacity.anchor import (
-        AnchorUnavailable,
-        find_programs,
-        redis_version,
-        running_redis,
-    )
-
     progress("anchor: redis-server")
     try:
         program, _benchmark = find_programs()
