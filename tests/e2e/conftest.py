@@ -28,12 +28,12 @@ from services import VARIANTS
 from .stack import PROJECT, Prometheus, Stack, require_docker, write_override
 
 # A worker sends Locust's own counts to the master every 3 s, not at a stop.
-# A run, then the stop (which answers once the master has seen its worker
-# stop: a second at least), span more than 3 s, so one of those reports
-# falls in it and Locust's count of each variant is above 0. The exporter's
-# counts go every 0.5 s: each run is several points of every rate. Every
-# variant in turn, so this is most of the e2e suite's time (7 s: 115 s).
-SECONDS_PER_VARIANT = 3.0
+# A run (2.5 s), then the stop (which answers once the master has seen its
+# worker stop: a second at least), span more than 3 s, so one of those
+# reports falls in it and Locust's count of each variant is above 0. The
+# exporter's counts go every 0.5 s: each run is several points of every
+# rate. Every variant in turn, so this is most of the e2e suite's time.
+SECONDS_PER_VARIANT = 2.5
 
 
 @pytest.fixture(scope="package")
@@ -132,7 +132,7 @@ def locust_load(stack: Stack, prometheus: Prometheus) -> LocustLoad:
         deadline = time.monotonic() + 20
         while (report := stats(url))["state"] not in ("stopped", "ready"):
             assert time.monotonic() < deadline, f"Locust did not stop: {report['state']}"
-            time.sleep(0.5)
+            time.sleep(0.1)
         counts[variant] = next(
             row["num_requests"] for row in report["stats"] if row["name"] == "Aggregated"
         )

@@ -174,7 +174,7 @@ def test_sigterm_answers_request_in_flight_stops_accepting_and_exits(variant, la
 # The drain probe (docs/design.md §2, SIGTERM): clients that pipelined a batch
 # just before the signal and keep sending after it.
 PROBE_CLIENTS = 4  # more than a pool's workers: some wait, on `sync` in the backlog
-PROBE_LINES = 160  # fib(22) each, about 2.5 ms: a batch would hold a loop 0.4 s
+PROBE_LINES = 128  # fib(22) each, about 2.5 ms: a batch would hold a loop 0.3 s
 PROBE_N = 22
 SIGTERM_AFTER = 0.1  # seconds after the batches: in the middle of them
 # Seconds after SIGTERM to the first line the server must not answer: it
