@@ -207,7 +207,7 @@ class Prometheus:
             found = self.by_variant(expr)
             if expected <= found.keys():
                 return found
-            time.sleep(1)
+            time.sleep(0.25)
         raise AssertionError(f"{expr}: missing {sorted(expected - found.keys())}; got {found}")
 
 

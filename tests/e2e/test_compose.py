@@ -143,7 +143,7 @@ def test_every_variant_is_scraped(stack: Stack, prometheus: Prometheus) -> None:
         up = {r["metric"]["instance"]: float(r["value"][1]) for r in prometheus.query("up")}
         if all(up.get(f"{v}:9100") == 1 for v in VARIANTS):
             break
-        time.sleep(1)
+        time.sleep(0.25)
     assert all(up.get(f"{v}:9100") == 1 for v in VARIANTS), up
     info = prometheus.wait_for("fib_info", set(VARIANTS))
     assert set(info) == set(VARIANTS)

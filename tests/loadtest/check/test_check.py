@@ -169,7 +169,7 @@ def test_a_case_turned_away_by_a_lagging_cap_is_tried_again(tmp_path: Path):
     with line_server(right, busy=frozenset({2, 3, 8})) as port:
         status, output, _ = check(
             f"tcp://127.0.0.1:{port}", "--max-n", "30", "--max-line", "1000",
-            "--case-timeout", "1.5", out=tmp_path,
+            "--case-timeout", "1", out=tmp_path,
         )  # fmt: skip
     assert "✅ n = 1: try 2: the earlier tries were turned away with ERR busy" in output
     assert "✅ n = 0\n" in output, output
