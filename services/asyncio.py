@@ -16,7 +16,8 @@ from services.core.fib import fib
 from services.core.runtime import RECV_SIZE, Connection, Lab
 
 Handler = Callable[[Connection, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-# fib's value awaited away from the loop (asyncio-tothread); None: inline.
+# fib's value awaited away from the loop (a process or interpreter pool, a
+# thread: asyncio-procpool, asyncio-interppool, asyncio-tothread); None: inline.
 Compute = Callable[[int], Awaitable[int]]
 
 

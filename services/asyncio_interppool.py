@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import socket
-from functools import partial
 
 from services import asyncio as asyncio_variant
 from services.asyncio_procpool import fib_handler
@@ -17,4 +16,4 @@ from services.core.runtime import Lab
 
 def serve(lab: Lab, listener: socket.socket) -> None:
     pool = lab.traced(interpreter_pool(lab.settings.workers))
-    asyncio_variant.serve(lab, listener, handler=partial(fib_handler, pool))
+    asyncio_variant.serve(lab, listener, handler=fib_handler(pool))
