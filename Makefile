@@ -9,29 +9,29 @@ ARGS ?=
 
 .PHONY: help venv browser redis kustomize ss k8s lint test test-fast bench-server bench-gil bench-hostile bench-loadgen bench-bucketing bench-instructions serve dashboards \
 	up up-no-grafana down logs compare compare-modern compare-versions compare-quick compare-docker report \
-	compare-baseline capacity capacity-sweep capacity-rates switch-interval connections timeline profile check clean
+	compare-baseline results docs capacity capacity-sweep capacity-rates switch-interval connections timeline profile check clean
 
 help:
 	@echo "make test          lint (ruff, mypy) and every test, in a parallel pass and a serial one; creates $(VENV) on first use"
 	@echo "make up / down / logs    the lab in Docker (docker compose up -d / down / logs -f)"
 	@echo "make up-no-grafana the lab without Grafana (when its image cannot be pulled)"
-	@echo "make compare       the talk's nine variants, every scenario: a report in results/<time>/ (~10 min)"
-	@echo "make compare-modern  the seven variants beyond the talk, with threads, asyncio and their process pools (~10 min)"
+	@echo "make compare       the talk's nine variants, every scenario: a report in results/<time>/"
+	@echo "make compare-modern  the variants beyond the talk, with threads, asyncio and their process pools"
 	@echo "make compare-versions  threads, threads-procpool, coro, asyncio on this Python, 3.13 and 3.14: one table"
-	@echo "make compare-quick threads vs threads-procpool, short runs (a smoke test, ~1 min)"
-	@echo "make compare-docker  the same comparison inside the compose network"
+	@echo "make compare-quick threads vs threads-procpool, short runs (a smoke test)"
+	@echo "make compare-docker  every variant (--variants all) inside the compose network"
 	@echo "    compare, compare-quick, compare-docker take ARGS, e.g. ARGS=\"--variants coro --scenarios convoy\""
 	@echo "make report DIR=results/<time>   redraw a report from its summary.json"
 	@echo "make compare-baseline OLD=results/<a> NEW=results/<b>   every figure of NEW beside OLD's: baseline.md"
-	@echo "make capacity      the talk's variants: concurrency sweep, rate curves, Redis anchor (~15 min)"
-	@echo "make capacity-sweep  the sweep and the Redis anchor only (~6 min)"
-	@echo "make capacity-rates FROM=results/capacity-<time>   rate curves at that sweep's capacities (~9 min)"
+	@echo "make capacity      the talk's variants: concurrency sweep, rate curves, Redis anchor"
+	@echo "make capacity-sweep  the sweep and the Redis anchor only"
+	@echo "make capacity-rates FROM=results/capacity-<time>   rate curves at that sweep's capacities"
 	@echo "    pin with FIB_SERVER_CPUS=1 FIB_LOADGEN_CPUS=0 (compare and capacity, local and compose)"
-	@echo "make switch-interval  the convoy at switch intervals 0.5-20 ms against its law (design §3.2): results/switch-interval-<time>/ (~6 min; ARGS=\"--out DIR\")"
-	@echo "make connections   what a connection costs (design §6.10): idle connections' memory, threads, fds, admission; slow clients; fairness; Redis beside: results/connections-<time>/ (~10 min; ARGS=\"--quick\")"
+	@echo "make switch-interval  the convoy at switch intervals 0.5-20 ms against its law (design §3.2): results/switch-interval-<time>/ (ARGS=\"--out DIR\")"
+	@echo "make connections   what a connection costs (design §6.10): idle connections' memory, threads, fds, admission; slow clients; fairness; Redis beside: results/connections-<time>/ (ARGS=\"--quick\")"
 	@echo "make timeline VARIANT=threads  the convoy drawn: a lane per client and server thread, GIL waits sampled (Docker; VARIANT=six: the six of design §3.2)"
-	@echo "make profile VARIANT=threads  flame graphs (wall clock, GIL holders, speedscope) of one variant during the convoy, py-spy: results/profile-<variant>-<time>/ (~30 s)"
-	@echo "make check TARGET=tcp://HOST:PORT   any server against the line protocol (design §2), from outside: results/check-<time>/ (ARGS=\"--max-n 45\"; ARGS=\"--behaviours --like threads\": the talk's behaviours too, ~30 s)"
+	@echo "make profile VARIANT=threads  flame graphs (wall clock, GIL holders, speedscope) of one variant during the convoy, py-spy: results/profile-<variant>-<time>/"
+	@echo "make check TARGET=tcp://HOST:PORT   any server against the line protocol (design §2), from outside: results/check-<time>/ (ARGS=\"--max-n 45\"; ARGS=\"--behaviours --like threads\": the talk's behaviours too)"
 	@echo "make bench-loadgen req/s of the raw perf2 loop vs one Locust user"
 	@echo "make bench-bucketing  Locust's sub-ms buckets: one user's req/s with and without; the master's cost"
 	@echo "make bench-instructions  instrumentation cost in instructions (valgrind)"
@@ -39,8 +39,10 @@ help:
 	@echo "make lint          ruff and mypy only"
 	@echo "make bench-server  req/s and s/request of every variant; metrics overhead"
 	@echo "make bench-gil     the GIL probe's cost: idle CPU, a Python loop, fib(1) req/s and the convoy, on and off"
-	@echo "make bench-hostile reliability of every variant under hostile clients (~10 min)"
+	@echo "make bench-hostile reliability of every variant under hostile clients"
 	@echo "make serve VARIANT=threads   run one variant on 127.0.0.1:25000 (metrics :9100)"
+	@echo "make results      every report under docs/results made again by this commit, on a quiet machine (docs/testing.md: how long each took)"
+	@echo "make docs          the figures and tables of README.md and docs/*.md, filled from docs/results (a test fails when they differ)"
 	@echo "make k8s           regenerate deploy/k8s/base/variants.yaml from docker-compose.yml"
 	@echo "make dashboards    regenerate grafana/dashboards/*.json from grafana/dashboards.py"
 
@@ -242,6 +244,15 @@ profile: $(STAMP)
 check: $(STAMP)
 	@test -n "$(TARGET)" || (echo "usage: make check TARGET=tcp://HOST:PORT"; exit 2)
 	$(BIN)/python -m loadtest.check $(TARGET) $(ARGS)
+
+# Every committed report again, from this commit (docs/design.md §6.11).
+# The interpreter pools' image and Redis are set up by the steps that need them.
+results: $(STAMP) redis
+	$(BIN)/python -m loadtest.results $(ARGS)
+
+# README.md's and docs/*.md's generated regions, from docs/results' JSON.
+docs: $(STAMP)
+	$(BIN)/python -m loadtest.docgen $(ARGS)
 
 report: $(STAMP)
 	@test -n "$(DIR)" || (echo "usage: make report DIR=results/<time>"; exit 2)

@@ -51,14 +51,16 @@ EVENT_LOOP_VARIANTS = tuple(
 # rates, latencies and the CPU other processes used (the load generator, the
 # comparison and capacity runs with their noisy flag, the GIL probe's shares),
 # or because they build images and run the compose stack.
-# Whole folders are marked here; a module or a test elsewhere marks itself.
+# Whole folders are marked here; a module or a test elsewhere marks itself,
+# and a test in these folders that only counts and reads labels (what a
+# busy machine slows but cannot change) marks itself `unmeasured`.
 SERIAL_FOLDERS = ("tests/loadtest/", "tests/e2e/")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         where = item.path.relative_to(ROOT).as_posix()
-        if where.startswith(SERIAL_FOLDERS):
+        if where.startswith(SERIAL_FOLDERS) and item.get_closest_marker("unmeasured") is None:
             item.add_marker(pytest.mark.serial)
 
 

@@ -29,6 +29,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from loadtest.toolbox import provenance
 from loadtest.toolbox.formats import (
     LOADGEN_MARK,
     NOISY_MARK,
@@ -110,6 +111,7 @@ def render_markdown(summary: dict[str, Any], plots: Sequence[Path]) -> str:
     lines = [
         "# Capacity and latency curves",
         "",
+        *provenance.lines_of(summary),
         f"{env['date']}, {env['cores']} CPUs, Python {env['python']}"
         + (f" in {env['image']}" if env.get("image") else "")
         + f"; load generator: Locust, {env['loadgen_processes']} worker processes; "

@@ -41,7 +41,7 @@ from typing import Any
 from loadtest.capacity import points
 from loadtest.capacity.loadgen import LoadgenError, LocustSwarm
 from loadtest.capacity.report import CapacityReportError, load, points_of, write_report
-from loadtest.toolbox import machine
+from loadtest.toolbox import machine, provenance
 from loadtest.toolbox.errors import LabError
 from loadtest.toolbox.options import VARIANT_SETS, add_pinning_options, comma_list
 from loadtest.toolbox.servers import (
@@ -55,6 +55,7 @@ from loadtest.toolbox.servers import (
 from services import VARIANTS
 
 KINDS = ("sweep", "rates", "rates-convoy")
+SCHEMA = 1  # summary.json's shape, in its provenance record (docs/design.md §6.11)
 PARTS = ("sweep", "rates", "anchor")
 DEFAULT_CONNECTIONS = (1, 4, 16, 64, 256)
 DEFAULT_RATE_SHARES = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1)
@@ -283,6 +284,7 @@ def share_list(text: str) -> list[float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    made = provenance.begin("capacity", SCHEMA)
     parser = argparse.ArgumentParser(
         prog="python -m loadtest.capacity",
         description="Capacity and latency curves per variant: a concurrency sweep (closed "
@@ -364,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LabError, LoadgenError, machine.CpuListError, CapacityReportError) as error:
         print(f"loadtest.capacity: {error}", file=sys.stderr)
         return 2
+    summary["provenance"] = made.record()
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", "utf-8")
     for path in [out / "summary.json", *write_report(summary, out)]:
         print(f"wrote {path}")

@@ -28,9 +28,10 @@ from loadtest.compare.plan import MAX_N, MIN_DURATION, Plan, choose_long_n, time
 from loadtest.compare.report import write_report
 from loadtest.compare.runner import compare
 from loadtest.compare.summary import SCENARIOS
+from loadtest.compare.summary import SCHEMA as SUMMARY_SCHEMA
 from loadtest.timeline import cli as timeline
 from loadtest.timeline.record import Recipe
-from loadtest.toolbox import machine
+from loadtest.toolbox import machine, provenance
 from loadtest.toolbox.errors import LabError
 from loadtest.toolbox.formats import plural
 from loadtest.toolbox.options import VARIANT_SETS, add_pinning_options, check_rules, comma_list
@@ -152,6 +153,7 @@ def chosen_targets(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    made = provenance.begin("compare", SUMMARY_SCHEMA)
     try:
         variants = comma_list(args.variants, VARIANTS, "variant", VARIANT_SETS)
         scenarios = comma_list(args.scenarios, SCENARIOS, "scenario")
@@ -213,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LabError, machine.CpuListError) as error:
         print(f"loadtest.compare: {error}", file=sys.stderr)
         return 2
+    summary["provenance"] = made.record()
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", "utf-8")
     write_report(summary, out).announce([out / "summary.json"])

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -15,6 +16,10 @@ from services.core.settings import Settings
 
 MAX_N = Settings("threads").max_n  # the servers' default largest n (docs/design.md §2)
 MIN_DURATION = 3.0  # seconds: three stages, each at least one of the shape's one-second ticks
+# A long stage must hold whole requests of its 3 clients, each about 3× one
+# client's time: 8 s runs (2.7 s stages) at fib(34) once held none, and the
+# rule read ✅ on its 2-client ratio alone (docs/design.md §6.1).
+LONG_STAGE_REQUESTS = 3
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,16 @@ class Plan:
     image: str | None = None  # --python: the servers run in this image
     server_cpus: set[int] | None = None  # --server-cpus: the servers run on these CPUs only
     loadgen_cpus: set[int] | None = None  # --loadgen-cpus: the load engine on these
+
+
+def long_scenario_seconds(duration: float, long_seconds: float | None) -> float:
+    """The long scenario's length: --duration, or more when its three stages
+    would not each hold LONG_STAGE_REQUESTS requests of 3 clients (a multiple
+    of 3 s, so that every stage starts on one of the shape's ticks)."""
+    if long_seconds is None:
+        return duration
+    needed = 3 * LONG_STAGE_REQUESTS * 3 * long_seconds
+    return max(duration, 3.0 * math.ceil(needed / 3.0))
 
 
 # --- the long request's n, by timing --------------------------------------------------

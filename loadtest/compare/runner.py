@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from loadtest.compare.bottleneck import bottleneck
-from loadtest.compare.plan import Plan
+from loadtest.compare.plan import Plan, long_scenario_seconds
 from loadtest.compare.progress import Progress
 from loadtest.toolbox import machine
 from loadtest.toolbox.errors import LabError
@@ -87,11 +87,15 @@ def loadgen_per_request(loadgen_cpu_percent: float, requests: int, duration: flo
     return round(loadgen_cpu_percent / 100.0 * duration / requests, 7) if requests else None
 
 
-def runs_of(target: Target, scenario: str, repeat: int, plan: Plan) -> list[dict[str, Any]]:
-    """Run one scenario once; its run objects (long: one per clients stage)."""
+def runs_of(
+    target: Target, scenario: str, repeat: int, plan: Plan, long_alone: float | None = None
+) -> list[dict[str, Any]]:
+    """Run one scenario once; its run objects (long: one per clients stage, long
+    enough for whole requests of fib(long_n), which took `long_alone` s alone)."""
+    seconds = long_scenario_seconds(plan.duration, long_alone) if scenario == "long" else None
     machine_before = machine.snapshot()
     with Sampler(target, SAMPLE_PERIOD if scenario == "long" else MEMORY_SAMPLE_PERIOD) as sampler:
-        figures = run_engine(target, scenario, plan.duration, plan)
+        figures = run_engine(target, scenario, seconds or plan.duration, plan)
     machine_after = machine.snapshot()
     before, after = sampler.scrapes[0].samples, sampler.scrapes[-1].samples
     duration = figures["duration_s"]
@@ -221,5 +225,5 @@ def compare(plan: Plan, targets: dict[str, Target] | None, target_kind: str) -> 
             for scenario in plan.scenarios:
                 for repeat in range(plan.repeat):
                     progress.step(variant, scenario, repeat, plan.repeat)
-                    runs += runs_of(target, scenario, repeat, plan)
+                    runs += runs_of(target, scenario, repeat, plan, long_seconds.get(variant))
     return {"servers": servers, "long_seconds_server": long_seconds, "runs": runs}

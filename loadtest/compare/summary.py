@@ -125,9 +125,15 @@ class Run(TypedDict):
     timeline: NotRequired[list[TimelinePoint]]
 
 
+# The version of summary.json's shape, in its provenance record
+# (docs/design.md §6.11): 1 is the first shape that records what made it.
+SCHEMA = 1
+
+
 class Summary(TypedDict):
     environment: Environment
     runs: list[Run]
+    provenance: NotRequired[dict[str, object]]  # docs/design.md §6.11
 
 
 class SummaryError(ValueError):

@@ -275,7 +275,7 @@ NOISY_STATUS = "noisy — rerun on a quiet machine"
 class Verdict:
     rule: RuleKey
     variant: str
-    reproduced: bool | None  # None: not enough data, loadgen-bound or noisy
+    reproduced: bool | None  # None: not measured, loadgen-bound or noisy
     figures: str  # the lab's figures the verdict rests on
     loadgen_bound: bool = False  # a figure read was limited by the load generator
     noisy: bool = False  # a figure read comes only from runs on a busy machine
@@ -306,7 +306,7 @@ class Verdict:
         if self.loadgen_bound:
             return "loadgen-bound"
         if self.reproduced is None:
-            return "not enough data"
+            return "not measured"
         if RULES[self.rule].beyond_talk:
             return "as predicted" if self.reproduced else "not as predicted"
         return "reproduced" if self.reproduced else "not reproduced"
@@ -319,7 +319,7 @@ class Verdict:
             "as predicted": "✅",
             "not as predicted": "❌",
             "loadgen-bound": "⚠",
-            "not enough data": "❔",
+            "not measured": "❔",
             NOISY_STATUS: NOISY_MARK,
         }[self.status]
 
@@ -395,22 +395,25 @@ def long_serialised(
     parts = [f"1 client {fmt_seconds(base.median)}"]
     margin = math.inf
     measured: list[RunGroup] = [one]
+    unmeasured: list[str] = []
     for clients, (low, high) in LONG_RATIO_BOUNDS.items():
         stage = stages[clients]
         seconds = stage.stat("seconds_per_request") if stage else None
         if stage is None or seconds is None:
             gap = stage.gap if stage is not None else None
             parts.append(f"{clients} clients: {gap}" if gap else f"{clients} clients not measured")
+            unmeasured.append(f"{clients} clients")
             continue
         measured.append(stage)
         ratio = seconds.median / base.median
         margin = min(margin, ratio / low, high / ratio)  # >= 1 inside [low, high]
         parts.append(f"{clients} clients {fmt_seconds(seconds.median)} ({ratio:.2f}×)")
-    if len(measured) == 1:
+    if unmeasured:
+        # The rule names both ratios: half of its evidence is no verdict.
         return no_data(
             rule,
             variant,
-            f"only the 1-client stage has a figure: {', '.join(parts)}",
+            f"{' and '.join(unmeasured)} not measured: {', '.join(parts)}",
         )
     return judged(rule, variant, margin, ", ".join(parts), measured)
 

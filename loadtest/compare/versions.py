@@ -29,8 +29,10 @@ from loadtest.compare.summary import (
     find_group,
     group_runs,
 )
+from loadtest.toolbox import provenance
 from loadtest.toolbox.formats import fmt_rps
 
+VERSIONS_SCHEMA = 1  # versions.json's shape (docs/design.md §6.11)
 CORE_VARIANTS = ("threads", "threads-procpool", "coro", "asyncio")
 HOST = "host"
 
@@ -48,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(CORE_VARIANTS), help="comma list")
     parser.add_argument("--out", type=Path, help="default: results/versions-<time>")
     args, passed_on = parser.parse_known_args(argv)
+    made = provenance.begin("versions", VERSIONS_SCHEMA)
     pythons = [item.strip() for item in args.pythons.split(",") if item.strip()]
     if not pythons:
         parser.error("--pythons: name at least one")
@@ -65,14 +68,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"loadtest.compare.versions: the run on {python} failed", file=sys.stderr)
             return 2
         summaries[python] = json.loads((where / "summary.json").read_text("utf-8"))
-    table = versions_table(summaries)
+    record = made.record()
+    table = versions_table(summaries, record)
+    document = {"provenance": record, "pythons": list(summaries)}
+    (out / "versions.json").write_text(json.dumps(document, indent=1) + "\n", "utf-8")
     (out / "versions.md").write_text(table, "utf-8")
     print(table)
     print(f"written: {out / 'versions.md'}", file=sys.stderr)
     return 0
 
 
-def versions_table(summaries: dict[str, dict[str, Any]]) -> str:
+def versions_table(
+    summaries: dict[str, dict[str, Any]], record: dict[str, Any] | None = None
+) -> str:
     """One row per variant per Python, in the order they ran."""
     rows = []
     for python, summary in summaries.items():
@@ -86,8 +94,9 @@ def versions_table(summaries: dict[str, dict[str, Any]]) -> str:
     lines = [
         f"# The talk's core variants across Pythons, {datetime.date.today().isoformat()}",
         "",
-        f"Made by `python -m loadtest.compare.versions` on {environment.get('cores')} cores "
-        f"({platform.machine()}); the runner and its load generator on Python "
+        *([provenance.markdown_line(record), ""] if record else []),
+        f"On {environment.get('cores')} cores "
+        f"({platform.machine()}), the runner and its load generator on Python "
         f"{environment.get('python')}. Long request fib({environment.get('long_n')}); each "
         "Python's runs and report are in the directory of its name.",
         "",

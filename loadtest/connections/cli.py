@@ -27,7 +27,7 @@ from loadtest.connections import report as report_module
 from loadtest.connections.runner import CAP_SPARE, Plan, run
 from loadtest.connections.summary import figures
 from loadtest.connections.tree import raise_open_files
-from loadtest.toolbox import machine
+from loadtest.toolbox import machine, provenance
 from loadtest.toolbox.errors import LabError
 from loadtest.toolbox.options import VARIANT_SETS, check_rules, comma_list
 from services import VARIANTS
@@ -209,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.redraw is not None:
         return report_module.main([str(args.redraw)])
     started = time.monotonic()
+    made = provenance.begin(report_module.KIND, report_module.SCHEMA)
     try:
         plan = plan_from(args)
         busy = machine.busy_now()
@@ -232,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "environment": environment(plan, busy, command, time.monotonic() - started),
     } | measured
     report["figures"] = figures(report)
+    report["provenance"] = made.record()
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n", "utf-8")
     for path in [out / "report.json", *report_module.write_report(report, out)]:

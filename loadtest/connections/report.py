@@ -28,6 +28,7 @@ from loadtest.connections.summary import (
     UNFAIR_BEFORE_P99_MS,
     figures,
 )
+from loadtest.toolbox import provenance
 from loadtest.toolbox.formats import (
     LOADGEN_MARK,
     NOISY_MARK,
@@ -38,6 +39,7 @@ from loadtest.toolbox.formats import (
 )
 
 KIND = "connections"
+SCHEMA = 1  # report.json's shape, in its provenance record (docs/design.md §6.11)
 
 
 class ReportError(ValueError):
@@ -341,6 +343,7 @@ def render(report: dict[str, Any], found: dict[str, Any], drawn: Sequence[Path])
     lines = [
         "# What a connection costs",
         "",
+        *provenance.lines_of(report),
         f"`{env['command']}`",
         "",
         f"{env['date']}, {env['cores']} CPUs ({env['machine']}), Python {env['python']}; "

@@ -13,7 +13,7 @@
 #                          and after
 #
 # and §3.3's predictions judged on them: as predicted ✅, not as predicted
-# ❌, noisy ‡ (every point it reads ran noisy, §6.2) or not enough data ❔.
+# ❌, noisy ‡ (every point it reads ran noisy, §6.2) or not measured ❔.
 # The predicted ranges were written before the first run; a miss is a
 # finding and the ranges are never tuned to the lab's figures.
 
@@ -27,7 +27,7 @@ from typing import Any
 
 KIB = 1024.0
 AS_PREDICTED, NOT_AS_PREDICTED, NOISY, NO_DATA = (
-    "as predicted", "not as predicted", "noisy", "not enough data",
+    "as predicted", "not as predicted", "noisy", "not measured",
 )  # fmt: skip
 STATUS_MARKS = {AS_PREDICTED: "✅", NOT_AS_PREDICTED: "❌", NOISY: "‡", NO_DATA: "❔"}
 

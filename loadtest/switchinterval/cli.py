@@ -27,14 +27,14 @@ from loadtest.compare.plan import Plan
 from loadtest.compare.progress import ENGINE_START_SECONDS
 from loadtest.compare.verdicts import SWITCH_LAW_VARIANTS
 from loadtest.switchinterval.report import write_report
-from loadtest.switchinterval.summary import KIND, SweepSummary, check_sweep
+from loadtest.switchinterval.summary import KIND, SCHEMA, SweepSummary, check_sweep
 from loadtest.switchinterval.sweep import (
     RECORDING_AFTER_S,
     RECORDING_BEFORE_S,
     SweepPlan,
     sweep,
 )
-from loadtest.toolbox import machine
+from loadtest.toolbox import machine, provenance
 from loadtest.toolbox.errors import LabError
 from loadtest.toolbox.formats import plural
 from loadtest.toolbox.options import add_pinning_options, check_rules, comma_list
@@ -113,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(arguments)
     started = time.monotonic()
+    made = provenance.begin(KIND, SCHEMA)
     try:
         try:
             variants = comma_list(args.variants, VARIANTS, "variant")
@@ -186,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "recording_after_s": RECORDING_AFTER_S,
             },
             "intervals": records,
+            "provenance": made.record(),
         }
     )
     out.mkdir(parents=True, exist_ok=True)

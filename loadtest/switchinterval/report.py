@@ -45,6 +45,7 @@ from loadtest.switchinterval.summary import (
     points,
 )
 from loadtest.switchinterval.verdict import verdicts
+from loadtest.toolbox import provenance
 from loadtest.toolbox.formats import NOISY_MARK, fixed, fmt_rps, markdown_table, plural
 from loadtest.toolbox.spread import spread
 
@@ -168,6 +169,7 @@ def render_markdown(sweep: SweepSummary, found: Sequence[Verdict], plots: Sequen
     lines = [
         f"# The convoy against the switch interval, {environment['date']}",
         "",
+        *provenance.lines_of(sweep),
         f"Made by `{environment['command']}` in {minutes:.1f} min on {environment['cores']} "
         f"CPU cores, Python {environment['python']}. At each switch interval "
         f"({', '.join(fmt_interval(i) for i in environment['intervals_s'])}) each variant "

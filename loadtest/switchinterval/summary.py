@@ -27,7 +27,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypedDict, cast
+from typing import Literal, NotRequired, TypedDict, cast
 
 from loadtest.compare.summary import (
     Environment,
@@ -47,6 +47,7 @@ from loadtest.toolbox.machine import ForeignCpu
 from loadtest.toolbox.spread import Spread
 
 KIND = "switch-interval"
+SCHEMA = 1  # summary.json's shape, in its provenance record (docs/design.md §6.11)
 
 
 class SweepEnvironment(Environment):
@@ -91,6 +92,7 @@ class SweepSummary(TypedDict):
     kind: Literal["switch-interval"]
     environment: SweepEnvironment
     intervals: list[IntervalRecord]
+    provenance: NotRequired[dict[str, object]]  # docs/design.md §6.11
 
 
 # --- loading and checking ---------------------------------------------------------

@@ -27,6 +27,7 @@ TALK_VIDEO = "https://www.youtube.com/watch?v=MCs5OvhV9S4"
 TALK_LONG_N = 30  # perf1's request: fib(30)
 TALK_LONG_SECONDS = 0.33  # fib(30) on his laptop
 TALK_CONVOY_N = 40  # the request that stalls the short ones: fib(40), ~40 s then
+TALK_CONVOY_SECONDS = 40.0  # "about 40 seconds" on his 2015 laptop and alpha Python
 TALK_SHORT_N = 1  # perf2's request: fib(1)
 
 

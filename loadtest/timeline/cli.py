@@ -22,6 +22,7 @@ from typing import Any
 
 from loadtest.timeline import draw, report
 from loadtest.timeline.record import RECORDING, Recipe, digest, load, record
+from loadtest.toolbox import provenance
 from loadtest.toolbox.errors import LabError
 from loadtest.toolbox.options import check_rules, comma_list
 from loadtest.toolbox.servers import python_image
@@ -120,6 +121,7 @@ def run(variants: Sequence[str], folder: Path, recipe: Recipe, workers: int,
         command: str) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Record and draw each variant into `folder`; timeline.md and timeline.json."""
     check_docker()
+    made = provenance.begin("timeline", report.SCHEMA)
     image = python_image(SAMPLER_PYTHON)
     results: dict[str, dict[str, Any]] = {}
     for variant in variants:
@@ -128,7 +130,7 @@ def run(variants: Sequence[str], folder: Path, recipe: Recipe, workers: int,
         results[variant] = draw_one(variant, folder)
         for line in results[variant]["expectations"]:
             print(f"  {report.Expectation(**line).line()}", file=sys.stderr)
-    report.write(folder, results, command)
+    report.write(folder, results, command, made.record())
     return results
 
 
@@ -140,7 +142,8 @@ def redraw(folder: Path) -> None:
     except (OSError, ValueError) as error:
         raise LabError(f"--redraw: no timeline.json to redraw in {folder}: {error}") from None
     results = {variant: draw_one(variant, folder) for variant in document["variants"]}
-    report.write(folder, results, document["command"])
+    # a redraw keeps what made the recordings: they hold the measured figures
+    report.write(folder, results, document["command"], document.get("provenance"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

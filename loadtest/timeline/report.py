@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadtest.toolbox import provenance
+
 # What the talk's explanation predicts each model's picture shows (§3.2).
+SCHEMA = 1  # timeline.json's shape, in its provenance record (docs/design.md §6.11)
 GIL_CONVOY = {"threads": 1, "coro-threadpool": 3}  # switch intervals per short request
 STALL = {"coro", "asyncio", "gevent", "asyncio-uvloop", "trio"}
 IMMUNE = {
@@ -107,9 +110,16 @@ def expectations(variant: str, figures: Mapping[str, Any]) -> list[Expectation]:
     return found
 
 
-def write(folder: Path, results: Mapping[str, Mapping[str, Any]], command: str) -> list[Path]:
-    """timeline.json (every variant's figures and files) and timeline.md."""
-    document = {"command": command, "variants": results}
+def write(
+    folder: Path,
+    results: Mapping[str, Mapping[str, Any]],
+    command: str,
+    record: Mapping[str, Any] | None = None,
+) -> list[Path]:
+    """timeline.json (every variant's figures and files, what made them) and timeline.md."""
+    document: dict[str, Any] = {"command": command, "variants": results}
+    if record is not None:
+        document["provenance"] = record
     data = folder / "timeline.json"
     data.write_text(json.dumps(document, indent=1) + "\n", "utf-8")
     markdown = folder / "timeline.md"
@@ -124,6 +134,7 @@ def render(document: Mapping[str, Any], link_prefix: str = "", level: int = 1) -
     lines = [
         f"{'#' * level} The convoy, drawn: timelines",
         "",
+        *provenance.lines_of(document),
         f"Made by `{document['command']}` (docs/design.md §6.6). Each variant ran in the "
         "variants image under the GIL sampler (services/sampler.py: every thread's GIL state, "
         "read by CPython 3.15's remote debugging), with the server's own timeline on "

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from loadtest.toolbox import provenance
 from loadtest.toolbox.formats import (
     LOADGEN_MARK,
     NOISY_MARK,
@@ -104,6 +105,8 @@ class Side:
 
 
 # --- the comparison ------------------------------------------------------------------
+SCHEMA = 1  # baseline.json's shape, in its provenance record (docs/design.md §6.11)
+
 
 BETTER = "better"
 WORSE = "worse"
@@ -473,9 +476,12 @@ def write_comparison(comparison: Comparison, out_dir: Path) -> list[Path]:
     markdown = out_dir / "baseline.md"
     markdown.write_text(render_markdown(comparison), "utf-8")
     data = out_dir / "baseline.json"
+    # made in no time from two runs that name their own makers
+    document = comparison_json(comparison) | {
+        "provenance": provenance.begin("baseline", SCHEMA).record()
+    }
     data.write_text(
-        json.dumps(comparison_json(comparison), indent=2, ensure_ascii=False, allow_nan=False)
-        + "\n",
+        json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
         "utf-8",
     )
     return [markdown, data]

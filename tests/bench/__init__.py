@@ -1,17 +1,46 @@
 # tests/bench: programs that print figures (make bench-*), not tests; what
-# they share.
-import subprocess
+# they share. A program that keeps its figures writes DIR/report.json (every
+# figure, the parameters and the provenance record of
+# loadtest/toolbox/provenance.py) and DIR/report.md, rendered from the JSON
+# alone, so `--render DIR` can make the Markdown again without measuring.
+from __future__ import annotations
 
-from tests.conftest import ROOT
+import json
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from loadtest.toolbox import provenance
+
+Report = dict[str, Any]
 
 
-def this_commit() -> str:
-    """HEAD, and whether tracked files differ from it: what a bench report
-    must say of the code that made it."""
+def write_report(out: Path, report: Report, render: Callable[[Report], str]) -> list[Path]:
+    """DIR/report.json, then DIR/report.md rendered from what that file holds."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = out / "report.json"
+    written.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", "utf-8")
+    return [written, render_again(out, render)]
 
-    def git(*args: str) -> str:
-        run = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        return run.stdout.strip()
 
-    changed = " with uncommitted changes" if git("status", "--porcelain", "-uno") else ""
-    return (git("rev-parse", "--short", "HEAD") or "unknown") + changed
+def read_report(folder: Path) -> Report:
+    try:
+        report = json.loads((folder / "report.json").read_text("utf-8"))
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"--render: no report.json to render in {folder}: {error}") from None
+    if not isinstance(report, dict) or (lacking := provenance.missing(report.get("provenance"))):
+        raise SystemExit(f"--render: {folder / 'report.json'}'s provenance lacks {lacking}")
+    return report
+
+
+def render_again(folder: Path, render: Callable[[Report], str]) -> Path:
+    """DIR/report.md from DIR/report.json, nothing measured."""
+    markdown = folder / "report.md"
+    markdown.write_text(render(read_report(folder)), "utf-8")
+    return markdown
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """The median, least and greatest of some rounds' figures."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}

@@ -19,12 +19,20 @@
 # two faster or slower). Each kind's rate is its requests over the time they
 # took; server CPU per request is read in nanoseconds from schedstat. Output
 # is Markdown.
+#
+# The same side-by-side method makes four committed reports (--prefork,
+# --timeline BASE, --yield-cost BASE, and with tests/bench/gil.py the GIL
+# probe's): with --out DIR each writes DIR/report.json (every figure, the
+# parameters, the base commit and the provenance record) and DIR/report.md,
+# rendered from that JSON alone by render(); --render DIR renders it again.
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import datetime
+import io
+import math
 import os
 import platform
 import random
@@ -32,23 +40,38 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from loadtest.talk.perf1 import positive
+from loadtest.toolbox import provenance
 from loadtest.toolbox.errors import LabError
+from loadtest.toolbox.formats import plural
 from loadtest.toolbox.options import comma_list
 from services import VARIANTS
 from services.core.fib import fib
-from tests.bench import this_commit
+from tests.bench import Report, render_again, spread, write_report
 from tests.conftest import ROOT, Server, group_cpu_seconds, group_members, start_server
 
+SCHEMA = 1  # report.json's shape, in its provenance record (docs/design.md §6.11)
 WARM_UP = 0.5
 OVERHEAD_GOAL = 0.97
 OFF_GOAL = 0.99  # the timeline, off, against the code before it (docs/design.md §6.6)
+YIELD_GOAL = 0.99  # yielding between a read's lines, for a client sending one at a time
+# Where no control ran: a median ratio within 2 % of 1.000 is this machine's
+# round-to-round noise, not a cost (the A/B modes take their control's rounds).
+NOISE = 0.02
+PREFORK_WORKERS = 2
+SCRAPE_SECONDS = 1.0
+GIL_PROBE_VARIANTS = ("threads", "coro")
+CONVOY_LONG_N = 30
+CONVOY_SECONDS = 2.0
 
 
 @dataclass
@@ -153,19 +176,64 @@ def group_schedstat_seconds(pid: int) -> float:
     return total
 
 
-def bench_metrics_overhead(rounds: int, requests: int, pairs: int, control: bool = False) -> float:
-    """Print each round and the summary; returns the median ratio of rates.
+# -- the side-by-side method and what it keeps ----------------------------------
 
-    `control`: both kinds run --no-metrics, which shows the method's own
-    noise (the ratio should be 1.000).
-    """
-    return bench_side_by_side(
-        "threads",
-        {True: ["--no-metrics"] if control else [], False: ["--no-metrics"]},
-        {True: "A", False: "B"} if control else {True: "with metrics", False: "without"},
-        rounds, requests, pairs,
-        goal="a control: should be 1.000" if control else f"goal >= {OVERHEAD_GOAL}",
-    )  # fmt: skip
+Comparison = dict[str, Any]
+COST: dict[str, Any] = {"kind": "cost"}
+CONTROL: dict[str, Any] = {"kind": "control"}
+
+
+def at_least(minimum: float) -> dict[str, Any]:
+    return {"kind": "minimum", "minimum": minimum}
+
+
+def table_head(comparison: Comparison) -> list[str]:
+    a, b = comparison["labels"]["a"], comparison["labels"]["b"]
+    return [
+        f"| round | {a} req/s | {b} req/s | ratio | server CPU µs/request: {a}, {b} |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+
+
+def table_row(row: dict[str, Any]) -> str:
+    return (
+        f"| {row['round']} | {row['rate_a']:,.0f} | {row['rate_b']:,.0f} | {row['ratio']:.3f} "
+        f"| {row['cpu_us_a']:.1f}, {row['cpu_us_b']:.1f} |"
+    )
+
+
+def goal_met(comparison: Comparison) -> bool | None:
+    goal = comparison["goal"]
+    if goal["kind"] != "minimum":
+        return None
+    return bool(comparison["ratio"]["median"] >= goal["minimum"])
+
+
+def goal_text(comparison: Comparison) -> str:
+    goal = comparison["goal"]
+    if goal["kind"] == "control":
+        return "a control: should be 1.000"
+    if goal["kind"] == "minimum":
+        return f"goal >= {goal['minimum']:g}: " + ("met" if goal_met(comparison) else "NOT met")
+    return "no goal: a cost"
+
+
+def summary_lines(comparison: Comparison) -> list[str]:
+    a, b = comparison["labels"]["a"], comparison["labels"]["b"]
+    ratio, cpu = comparison["ratio"], comparison["cpu_us_per_request"]
+    return [
+        f"req/s {a} / {b}: median of {plural(comparison['rounds'], 'round')} "
+        f"**{ratio['median']:.3f}** "
+        f"(range {ratio['min']:.3f} .. {ratio['max']:.3f}; {goal_text(comparison)}).  ",
+        f"server CPU per request: {cpu['a']:.2f} µs {a}, {cpu['b']:.2f} µs {b} "
+        f"({cpu['difference']:+.2f} µs).",
+    ]
+
+
+def comparison_lines(comparison: Comparison) -> list[str]:
+    """The table of rounds and its summary, as printed while it ran."""
+    rows = [table_row(row) for row in comparison["by_round"]]
+    return [*table_head(comparison), *rows, "", *summary_lines(comparison)]
 
 
 def bench_side_by_side(
@@ -175,18 +243,29 @@ def bench_side_by_side(
     rounds: int,
     requests: int,
     pairs: int,
-    goal: str,
+    goal: dict[str, Any],
     started: list[Server] | None = None,
     env: dict[bool, dict[str, str]] | None = None,
-    minimum: float = OVERHEAD_GOAL,
-) -> float:
+) -> Comparison:
     """`pairs` servers of each kind (flags[True], flags[False]; a variant per
     kind, or one for both; `env`: more environment per kind) side by side,
-    fib(1) interleaved over all of them; the median ratio of kind True's
-    rate to kind False's."""
+    fib(1) interleaved over all of them. Prints each round as it ends;
+    returns every round's figures and the median ratio of kind True's
+    ("a") rate to kind False's ("b")."""
     variants = variant if isinstance(variant, dict) else {True: variant, False: variant}
+    comparison: Comparison = {
+        "variants": {"a": variants[True], "b": variants[False]},
+        "flags": {"a": flags[True], "b": flags[False]},
+        "labels": {"a": label[True], "b": label[False]},
+        "pairs": pairs,
+        "rounds": rounds,
+        "round_requests": requests,
+        "goal": goal,
+        "by_round": [],
+    }
     shuffle = random.Random(2015).shuffle
     servers: list[tuple[bool, Server]] = []
+    cpu = {True: 0.0, False: 0.0}
     try:
         for pair in range(pairs):
             kinds = (True, False) if pair % 2 == 0 else (False, True)  # neither always first
@@ -203,10 +282,7 @@ def bench_side_by_side(
             ]
             for _instrumented, server, sock in order:
                 short_loop(server, sock, WARM_UP)
-            print(f"| round | {label[True]} req/s | {label[False]} req/s | ratio "
-                  f"| server CPU µs/request: {label[True]}, {label[False]} |")  # fmt: skip
-            print("|---:|---:|---:|---:|---:|")
-            ratios, cpu = [], {True: 0.0, False: 0.0}
+            print("\n".join(table_head(comparison)), flush=True)
             for round_number in range(rounds):
                 seconds = {True: 0.0, False: 0.0}
                 cpu_before = {
@@ -223,30 +299,52 @@ def bench_side_by_side(
                     spent = group_schedstat_seconds(server.pid) - cpu_before[server.pid]
                     used[instrumented] += spent
                 per_kind = requests * pairs
-                ratios.append(seconds[False] / seconds[True])
                 cpu[True] += used[True]
                 cpu[False] += used[False]
-                print(
-                    f"| {round_number + 1} | {per_kind / seconds[True]:,.0f} "
-                    f"| {per_kind / seconds[False]:,.0f} | {ratios[-1]:.3f} "
-                    f"| {used[True] / per_kind * 1e6:.1f}, {used[False] / per_kind * 1e6:.1f} |",
-                    flush=True,
-                )
+                row = {
+                    "round": round_number + 1,
+                    "rate_a": per_kind / seconds[True],
+                    "rate_b": per_kind / seconds[False],
+                    "ratio": seconds[False] / seconds[True],
+                    "cpu_us_a": used[True] / per_kind * 1e6,
+                    "cpu_us_b": used[False] / per_kind * 1e6,
+                }
+                comparison["by_round"].append(row)
+                print(table_row(row), flush=True)
     finally:
         for _instrumented, server in servers:
             shut(server)
-    ratio = statistics.median(ratios)
-    if goal.startswith("goal >="):
-        goal += ": met" if ratio >= minimum else ": NOT met"
     per_request = {kind: used / (rounds * requests * pairs) * 1e6 for kind, used in cpu.items()}
-    print(
-        f"\nreq/s {label[True]} / {label[False]}: median of {rounds} rounds **{ratio:.3f}** "
-        f"(range {min(ratios):.3f} .. {max(ratios):.3f}; {goal}).  \n"
-        f"server CPU per request: {per_request[True]:.2f} µs {label[True]}, "
-        f"{per_request[False]:.2f} µs {label[False]} "
-        f"({per_request[True] - per_request[False]:+.2f} µs)."
-    )
-    return ratio
+    comparison["ratio"] = spread([row["ratio"] for row in comparison["by_round"]])
+    comparison["cpu_us_per_request"] = {
+        "a": per_request[True],
+        "b": per_request[False],
+        "difference": per_request[True] - per_request[False],
+    }
+    print("\n" + "\n".join(summary_lines(comparison)), flush=True)
+    return comparison
+
+
+def bench_metrics_overhead(rounds: int, requests: int, pairs: int, control: bool = False) -> float:
+    """Print each round and the summary; returns the median ratio of rates.
+
+    `control`: both kinds run --no-metrics, which shows the method's own
+    noise (the ratio should be 1.000).
+    """
+    comparison = bench_side_by_side(
+        "threads",
+        {True: ["--no-metrics"] if control else [], False: ["--no-metrics"]},
+        {True: "A", False: "B"} if control else {True: "with metrics", False: "without"},
+        rounds, requests, pairs, CONTROL if control else at_least(OVERHEAD_GOAL),
+    )  # fmt: skip
+    return float(comparison["ratio"]["median"])
+
+
+# -- the modes that keep a report -------------------------------------------------
+
+
+def load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
 
 
 def convoy_rates(server: Server, long_n: int, seconds: float) -> tuple[float, float]:
@@ -270,37 +368,85 @@ def convoy_rates(server: Server, long_n: int, seconds: float) -> tuple[float, fl
     return before, during
 
 
-def bench_gil_probe(variants: Sequence[str], rounds: int, requests: int, pairs: int) -> None:
+def convoy_row(row: dict[str, Any]) -> str:
+    factor = "∞" if row["factor"] is None else f"{row['factor']:.1f}×"
+    return (
+        f"| {row['round']} | probe {row['probe']} | {row['before']:,.0f} | {row['during']:,.0f} "
+        f"| {factor} |"
+    )
+
+
+def factor_spread(rows: list[dict[str, Any]], probe: str) -> dict[str, float | None]:
+    """Median and range of the convoy factors with the probe on (or off); a
+    round whose short client got nothing through counts as infinite."""
+    factors = [math.inf if row["factor"] is None else row["factor"] for row in rows
+               if row["probe"] == probe]  # fmt: skip
+    return {key: None if math.isinf(value) else value for key, value in spread(factors).items()}
+
+
+def bench_gil_probe(
+    variants: Sequence[str], rounds: int, requests: int, pairs: int, convoy_rounds: int
+) -> Report:
     """What the GIL probe costs: fib(1) req/s side by side, probe on and off,
     then the convoy on each, alternating, in the same run."""
     flags = {True: [], False: ["--gil-probe", "off"]}
     label = {True: "probe on", False: "probe off"}
+    part: Report = {
+        "parameters": {
+            "variants": list(variants),
+            "rounds": rounds,
+            "round_requests": requests,
+            "pairs": pairs,
+            "convoy_rounds": convoy_rounds,
+            "convoy_long_n": CONVOY_LONG_N,
+            "convoy_seconds": CONVOY_SECONDS,
+            "warm_up_seconds": WARM_UP,
+        },
+        "load_average": {"start": load_average()},
+        "variants": [],
+    }
     for variant in variants:
-        print(f"\n#### `{variant}`: fib(1), {pairs} servers each, side by side\n", flush=True)
-        bench_side_by_side(variant, flags, label, rounds, requests, pairs, "no goal: a cost")
-        print(f"\n#### `{variant}`: the convoy (fib(1) rate before / during fib(30) back "
-              "to back), probe on and off alternately\n", flush=True)  # fmt: skip
+        print(f"\n#### `{variant}`: fib(1), {plural(pairs, 'server')} each, side by side\n",
+              flush=True)  # fmt: skip
+        fib1 = bench_side_by_side(variant, flags, label, rounds, requests, pairs, COST)
+        print(f"\n#### `{variant}`: the convoy (fib(1) rate before / during fib({CONVOY_LONG_N}) "
+              "back to back), probe on and off alternately\n", flush=True)  # fmt: skip
         print("| round | probe | short req/s before | during | before / during |")
         print("|---:|---|---:|---:|---:|")
-        factors: dict[bool, list[float]] = {True: [], False: []}
-        for round_number in range(rounds // 2 or 1):
+        rows: list[dict[str, Any]] = []
+        for round_number in range(convoy_rounds):
             for probe in (True, False) if round_number % 2 == 0 else (False, True):
                 server = start_server(variant, *flags[probe])
                 try:
-                    before, during = convoy_rates(server, 30, 2.0)
+                    before, during = convoy_rates(server, CONVOY_LONG_N, CONVOY_SECONDS)
                 finally:
                     shut(server)
-                factors[probe].append(before / during if during else float("inf"))
-                print(f"| {round_number + 1} | {label[probe]} | {before:,.0f} | {during:,.0f} "
-                      f"| {factors[probe][-1]:.1f}× |", flush=True)  # fmt: skip
-        print(
-            f"\nconvoy factor, median: probe on {statistics.median(factors[True]):.1f}×, "
-            f"probe off {statistics.median(factors[False]):.1f}×",
-            flush=True,
-        )
+                rows.append({
+                    "round": round_number + 1, "probe": "on" if probe else "off",
+                    "before": before, "during": during,
+                    "factor": before / during if during else None,
+                })  # fmt: skip
+                print(convoy_row(rows[-1]), flush=True)
+        convoy = {"by_round": rows, "on": factor_spread(rows, "on"),
+                  "off": factor_spread(rows, "off")}  # fmt: skip
+        print(f"\n{convoy_median_line(convoy)}", flush=True)
+        part["variants"].append({"variant": variant, "fib1": fib1, "convoy": convoy})
+    part["load_average"]["end"] = load_average()
+    return part
 
 
-def bench_prefork(rounds: int, requests: int, pairs: int) -> None:
+def times(value: float | None) -> str:
+    return "∞" if value is None else f"{value:.1f}×"
+
+
+def convoy_median_line(convoy: dict[str, Any]) -> str:
+    return (
+        f"convoy factor, median: probe on {times(convoy['on']['median'])}, "
+        f"probe off {times(convoy['off']['median'])}"
+    )
+
+
+def bench_prefork(rounds: int, requests: int, pairs: int) -> Comparison:
     """prefork's requests against threads' (the model each of its workers
     runs): what serving from worker processes and merging their /metrics at
     each scrape costs per request. A scraper reads every server's /metrics
@@ -309,7 +455,7 @@ def bench_prefork(rounds: int, requests: int, pairs: int) -> None:
     scraped: list[Server] = []
 
     def scrape_every_second() -> None:
-        while not stop.wait(1.0):
+        while not stop.wait(SCRAPE_SECONDS):
             for server in scraped.copy():
                 with contextlib.suppress(OSError, ValueError):
                     server.metrics_text()
@@ -317,81 +463,367 @@ def bench_prefork(rounds: int, requests: int, pairs: int) -> None:
     scraper = threading.Thread(target=scrape_every_second, daemon=True)
     scraper.start()
     try:
-        bench_side_by_side(
+        return bench_side_by_side(
             {True: "prefork", False: "threads"},
-            {True: ["--pool-workers", "2"], False: []},
+            {True: ["--pool-workers", str(PREFORK_WORKERS)], False: []},
             {True: "prefork", False: "threads"},
-            rounds, requests, pairs, "no goal: a cost", started=scraped,
+            rounds, requests, pairs, COST, started=scraped,
         )  # fmt: skip
     finally:
         stop.set()
         scraper.join(5)
 
 
+def git(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, check=False)
+
+
+def base_commit(base: str) -> str:
+    """`base`'s full hash in this repository, or a LabError saying why not
+    (not a git checkout, or a shallow clone that lacks it)."""
+    found = git("rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
+    if found.returncode == 0:
+        return found.stdout.decode().strip()
+    shallow = git("rev-parse", "--is-shallow-repository").stdout.decode().strip() == "true"
+    why = git("rev-parse", "--git-dir").stderr.decode().strip()
+    raise LabError(
+        f"commit {base!r} is not in the repository at {ROOT}"
+        + (": this clone is shallow, `git fetch --unshallow` first" if shallow else "")
+        + (f" ({why})" if why else "")
+    )
+
+
 @contextlib.contextmanager
-def services_at(base: str) -> Iterator[str]:
-    """A folder holding the services package as it was at commit `base`: a
-    server started with PYTHONPATH set to it (and PYTHONSAFEPATH, which keeps
-    `python -m` from putting the current folder first) runs that code."""
+def services_at(commit: str) -> Iterator[str]:
+    """A folder holding the services package as it was at `commit`: a server
+    started with PYTHONPATH set to it (and PYTHONSAFEPATH, which keeps
+    `python -m` from putting the current folder first) runs that code. The
+    tree is read from git's objects (`<commit>:./services`, relative to this
+    checkout), so any clone that holds the commit will do."""
+    archive = git("archive", "--format=tar", "--prefix=services/", f"{commit}:./services")
+    if archive.returncode != 0:
+        raise LabError(f"git archive {commit}: {archive.stderr.decode().strip()}")
     with tempfile.TemporaryDirectory() as before:
-        archive = subprocess.run(["git", "archive", base, "services"], cwd=ROOT,
-                                 capture_output=True, check=True).stdout  # fmt: skip
-        subprocess.run(["tar", "-x", "-C", before], input=archive, check=True)
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(before, filter="data")
         yield before
 
 
-YIELD_GOAL = 0.99  # yielding between a read's lines, for a client sending one at a time
-
-
-def bench_yield(rounds: int, requests: int, pairs: int, base: str) -> None:
+def bench_yield(rounds: int, requests: int, pairs: int, base: str) -> Report:
     """What letting the loop run others between one read's lines (FIB_YIELD_EVERY,
     docs/design.md §2 Fairness) costs a client that sends one line at a time:
     the event-loop variants that gained it, against the code of commit `base`."""
-    with services_at(base) as before:
+    measured: Report = {"variants": []}
+    with services_at(base_commit(base)) as before:
         at_base = {"PYTHONSAFEPATH": "1", "PYTHONPATH": before}
         for variant in ("asyncio", "gevent"):
             print(f"\n#### {variant}: this commit against commit {base}\n", flush=True)
-            bench_side_by_side(
+            comparison = bench_side_by_side(
                 variant, {True: [], False: []},
                 {True: "this commit, --yield-every 1", False: f"commit {base}"},
-                rounds, requests, pairs, f"goal >= {YIELD_GOAL}",
-                env={False: at_base}, minimum=YIELD_GOAL,
+                rounds, requests, pairs, at_least(YIELD_GOAL), env={False: at_base},
             )  # fmt: skip
+            measured["variants"].append({"variant": variant, "comparison": comparison})
         print(f"\n#### Control: asyncio at commit {base} against itself (the method's noise)\n",
               flush=True)  # fmt: skip
-        bench_side_by_side(
+        measured["control"] = bench_side_by_side(
             "asyncio", {True: [], False: []}, {True: "A", False: "B"},
-            rounds, requests, pairs, "a control: should be 1.000",
-            env={True: at_base, False: at_base},
+            rounds, requests, pairs, CONTROL, env={True: at_base, False: at_base},
         )  # fmt: skip
+    return measured
 
 
-def bench_timeline(rounds: int, requests: int, pairs: int, base: str) -> None:
+def bench_timeline(rounds: int, requests: int, pairs: int, base: str) -> Report:
     """The server's timeline (FIB_TIMELINE, docs/design.md §6.6) on `threads`:
     off against the code of commit `base` (before the timeline existed: its
     hooks cost nothing when off, goal >= 0.99), `base` against itself (the
     method's noise), then on against off (what recording costs)."""
-    with services_at(base) as before, tempfile.TemporaryDirectory() as written:
+    measured: Report = {}
+    with services_at(base_commit(base)) as before, tempfile.TemporaryDirectory() as written:
+        at_base = {"PYTHONSAFEPATH": "1", "PYTHONPATH": before}
         print(f"#### Off, against commit {base} (no timeline code)\n", flush=True)
-        bench_side_by_side(
+        measured["off"] = bench_side_by_side(
             "threads", {True: [], False: []},
             {True: "this commit, timeline off", False: f"commit {base}"},
-            rounds, requests, pairs, f"goal >= {OFF_GOAL}",
-            env={False: {"PYTHONSAFEPATH": "1", "PYTHONPATH": before}}, minimum=OFF_GOAL,
+            rounds, requests, pairs, at_least(OFF_GOAL), env={False: at_base},
         )  # fmt: skip
         print(f"\n#### Control: commit {base} against itself (the method's own noise)\n",
               flush=True)  # fmt: skip
-        bench_side_by_side(
+        measured["control"] = bench_side_by_side(
             "threads", {True: [], False: []}, {True: "A", False: "B"},
-            rounds, requests, pairs, "a control: should be 1.000",
-            env={kind: {"PYTHONSAFEPATH": "1", "PYTHONPATH": before} for kind in (True, False)},
+            rounds, requests, pairs, CONTROL, env={True: at_base, False: at_base},
         )  # fmt: skip
         print("\n#### On, against off\n", flush=True)
-        bench_side_by_side(
+        measured["on"] = bench_side_by_side(
             "threads", {True: ["--timeline", written], False: []},
             {True: "timeline on", False: "timeline off"},
-            rounds, requests, pairs, "no goal: a cost",
+            rounds, requests, pairs, COST,
         )  # fmt: skip
+    return measured
+
+
+# -- the reports: figures to sentences, JSON to Markdown (nothing measured) -----
+
+TITLES = {
+    "prefork-cost": "What serving from pre-forked workers costs per request",
+    "timeline-cost": "What the server's timeline costs",
+    "yield-cost": "What yielding between a read's lines costs",
+}
+
+
+def span(comparison: Comparison) -> str:
+    ratio = comparison["ratio"]
+    rounds = plural(comparison["rounds"], "round")
+    return f"median of {rounds}, range {ratio['min']:.3f}-{ratio['max']:.3f}"
+
+
+def cpu_phrase(comparison: Comparison) -> str:
+    cpu = comparison["cpu_us_per_request"]
+    more = "more" if cpu["difference"] >= 0 else "less"
+    return (
+        f"{abs(cpu['difference']):.2f} µs {more} server CPU per request "
+        f"({cpu['a']:.2f} against {cpu['b']:.2f} µs)"
+    )
+
+
+def placement(median: float, band: Sequence[float]) -> str:
+    """Where a median ratio lies against a band of noise: below, within, above."""
+    return "below" if median < band[0] else "above" if median > band[1] else "within"
+
+
+MACHINE_BAND = (1 - NOISE, 1 + NOISE)
+MACHINE_NOISE = f"this machine's round-to-round noise (here: a median within {NOISE:.0%} of 1.000)"
+
+
+def control_band(control: Comparison) -> tuple[float, float]:
+    return control["ratio"]["min"], control["ratio"]["max"]
+
+
+def control_sentence(control: Comparison, what: str) -> str:
+    low, high = control_band(control)
+    return (
+        f"The method's noise is its control, {what}: {control['ratio']['median']:.3f} "
+        f"({span(control)}); a median inside the range of its rounds, {low:.3f}-{high:.3f}, "
+        "is noise."
+    )
+
+
+def load_text(load: dict[str, list[float]]) -> str:
+    def three(values: list[float]) -> str:
+        return " ".join(f"{value:.2f}" for value in values)
+
+    return (
+        f"Load average (1, 5, 15 min) {three(load['start'])} at the start, "
+        f"{three(load['end'])} at the end."
+    )
+
+
+def base_text(base: dict[str, str]) -> str:
+    return f"commit {base['given']} ({base['commit']})"
+
+
+def possessive(name: str) -> str:
+    return f"{name}'" if name.endswith("s") else f"{name}'s"
+
+
+def prefork_result(report: Report) -> str:
+    comparison = report["comparison"]
+    a, b = comparison["labels"]["a"], comparison["labels"]["b"]
+    judged = {
+        "within": f"within {MACHINE_NOISE}",
+        "below": f"a cost per request beyond {MACHINE_NOISE}",
+        "above": f"faster, beyond {MACHINE_NOISE}",
+    }[placement(comparison["ratio"]["median"], MACHINE_BAND)]
+    return (
+        f"**Result:** {a} answers fib(1) at {comparison['ratio']['median']:.3f} of "
+        f"{possessive(b)} rate "
+        f"({span(comparison)}) for {cpu_phrase(comparison)}: {judged}."
+    )
+
+
+def against_control(median: float, control: Comparison) -> str:
+    """Where a median ratio lies against the control's rounds: below, within,
+    above, or unjudged when the control ran one round (no range of noise)."""
+    if control["rounds"] < 2:
+        return "unjudged"
+    return placement(median, control_band(control))
+
+
+UNJUDGED = "not judged against noise (the control ran one round)"
+JUDGED = {
+    "within": "within the method's noise",
+    "below": "beyond the method's noise",
+    "above": "faster, beyond the method's noise",
+    "unjudged": UNJUDGED,
+}
+
+
+def timeline_result(report: Report) -> str:
+    off, control, on = report["off"], report["control"], report["on"]
+    base = report["base"]["given"]
+    off_lead = {
+        "within": "Off, the timeline costs nothing this method can resolve",
+        "below": "Off, the timeline costs more than the method's noise",
+        "above": "Off, this commit is faster than the code before the timeline, beyond the "
+        "method's noise",
+        "unjudged": f"Off, {UNJUDGED}",
+    }[against_control(off["ratio"]["median"], control)]
+    on_judged = {
+        "within": "within the method's noise",
+        "below": "a cost beyond the method's noise",
+        "above": "faster, beyond the method's noise",
+        "unjudged": UNJUDGED,
+    }[against_control(on["ratio"]["median"], control)]
+    return (
+        f"**Result:** {control_sentence(control, f'commit {base} against itself')} "
+        f"{off_lead}: `threads` answers fib(1) at {off['ratio']['median']:.3f} of commit "
+        f"{base}'s rate ({span(off)}; {goal_text(off)}), {cpu_phrase(off)}. "
+        f"On, recording runs at {on['ratio']['median']:.3f} of the rate with it off "
+        f"({span(on)}) for {cpu_phrase(on)}: {on_judged}."
+    )
+
+
+def yield_result(report: Report) -> str:
+    control, base = report["control"], report["base"]["given"]
+    parts, beyond, missed = [], [], []
+    for entry in report["variants"]:
+        variant, comparison = entry["variant"], entry["comparison"]
+        where = against_control(comparison["ratio"]["median"], control)
+        if where == "below":
+            beyond.append(variant)
+        if goal_met(comparison) is False:
+            missed.append(variant)
+        judged = JUDGED[where]
+        parts.append(
+            f"{variant} {comparison['ratio']['median']:.3f} of commit {base}'s rate "
+            f"({span(comparison)}; {goal_text(comparison)}), {cpu_phrase(comparison)}: {judged}"
+        )
+    goal = f"{report['goal']:g}"
+    if control["rounds"] < 2:
+        verdict = "no cost judged (the control ran one round)"
+    elif beyond:
+        verdict = f"a cost beyond the method's noise for {' and '.join(beyond)}"
+    else:
+        verdict = "no cost this method can resolve"
+    goals = (
+        f"{' and '.join(missed)}'s median misses the goal of >= {goal}" if missed
+        else f"every median meets the goal of >= {goal}"
+    )  # fmt: skip
+    return (
+        f"**Result:** {verdict}; {goals}. A client sending one line at a time, with "
+        f"`--yield-every 1`, gets {'; '.join(parts)}. "
+        f"{control_sentence(control, f'asyncio at commit {base} against itself')}"
+    )
+
+
+def render_prefork(report: Report) -> str:
+    parameters, comparison = report["parameters"], report["comparison"]
+    pairs = parameters["pairs"]
+    servers = "server" if pairs == 1 else "servers"
+    return "\n".join([
+        f"# {TITLES['prefork-cost']}", "",
+        provenance.markdown_line(report["provenance"]), "",
+        f"{pairs} `prefork` {servers} ({parameters['workers']} workers each) and {pairs} "
+        f"`threads` {servers} side by side, one client going round all of them in a shuffled "
+        "order, "
+        f"{plural(parameters['rounds'], 'round')} of {parameters['round_requests']} fib(1) "
+        f"requests per server after {parameters['warm_up_seconds']:g} s of warm-up, every "
+        "server's /metrics "
+        f"read every {parameters['scrape_seconds']:g} s meanwhile (a prefork scrape asks each "
+        "worker for its figures and merges them). Server CPU is each server's whole process "
+        f"group, from schedstat. {load_text(report['load_average'])}", "",
+        prefork_result(report) + " The request path is the same in both (a worker runs "
+        "`threads`); the merge costs only at scrape time.", "",
+        f"## prefork ({parameters['workers']} workers) against threads", "",
+        *comparison_lines(comparison), "",
+    ])  # fmt: skip
+
+
+def ab_method(parameters: dict[str, Any]) -> str:
+    return (
+        f"{plural(parameters['pairs'], 'server')} of each kind side by side, the client going "
+        "round all "
+        f"of them in a shuffled order (drift and neighbours hit both kinds alike), "
+        f"{plural(parameters['rounds'], 'round')} of {parameters['round_requests']} fib(1) "
+        f"requests per server, one line at a time, after {parameters['warm_up_seconds']:g} s "
+        "of warm-up; "
+        "the side at the base commit runs that commit's `services` (git archive)."
+    )
+
+
+def render_timeline(report: Report) -> str:
+    base = report["base"]
+    return "\n".join([
+        f"# {TITLES['timeline-cost']}", "",
+        provenance.markdown_line(report["provenance"]), "",
+        f"`threads` with the timeline off against {base_text(base)}, the code before the "
+        "timeline; that commit against itself (the control: the method's own noise); then on "
+        f"against off. {ab_method(report['parameters'])} {load_text(report['load_average'])}",
+        "", timeline_result(report), "",
+        f"## Off, against commit {base['given']} (no timeline code)", "",
+        *comparison_lines(report["off"]), "",
+        f"## Control: commit {base['given']} against itself (the method's own noise)", "",
+        *comparison_lines(report["control"]), "",
+        "## On, against off", "",
+        *comparison_lines(report["on"]), "",
+    ])  # fmt: skip
+
+
+def render_yield(report: Report) -> str:
+    base = report["base"]
+    lines = [
+        f"# {TITLES['yield-cost']}", "",
+        provenance.markdown_line(report["provenance"]), "",
+        "What letting the loop run others between one read's lines (`FIB_YIELD_EVERY`, "
+        "docs/design.md §2 Fairness) costs a client that sends one line at a time: each "
+        f"event-loop variant that gained it against {base_text(base)}, then asyncio at that "
+        f"commit against itself (the control). {ab_method(report['parameters'])} "
+        f"{load_text(report['load_average'])}", "",
+        yield_result(report), "",
+    ]  # fmt: skip
+    for entry in report["variants"]:
+        lines += [f"## {entry['variant']}: this commit against commit {base['given']}", ""]
+        lines += [*comparison_lines(entry["comparison"]), ""]
+    lines += [f"## Control: asyncio at commit {base['given']} against itself", ""]
+    return "\n".join([*lines, *comparison_lines(report["control"]), ""])
+
+
+def render(report: Report) -> str:
+    """report.md of any report this program writes, from its JSON alone."""
+    kind = report["provenance"]["kind"]
+    if kind == "gil-probe":
+        from tests.bench import gil  # it imports this module
+
+        return gil.render(report)
+    renderers = {
+        "prefork-cost": render_prefork,
+        "timeline-cost": render_timeline,
+        "yield-cost": render_yield,
+    }
+    if kind not in renderers:
+        raise SystemExit(f"--render: a report of kind {kind!r} is not this program's")
+    return renderers[kind](report)
+
+
+def result(report: Report) -> str:
+    """The computed Result paragraph, printed at the end of a run without --out."""
+    kind = report["provenance"]["kind"]
+    if kind == "gil-probe":
+        from tests.bench import gil
+
+        return gil.verdict(report)
+    results = {"prefork-cost": prefork_result, "timeline-cost": timeline_result,
+               "yield-cost": yield_result}  # fmt: skip
+    return results[kind](report)
+
+
+def finish(report: Report, record: provenance.Provenance, out: Path | None) -> None:
+    report["provenance"] = record.record()
+    if out is None:
+        print(f"\n{result(report)}")
+        return
+    for path in write_report(out, report, render):
+        print(f"wrote {path}")
 
 
 def variant_list(text: str) -> list[str]:
@@ -401,7 +833,7 @@ def variant_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tests.bench.server",
         description="Print fib(1) req/s and fib(30) s/request of every variant, "
@@ -432,7 +864,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--gil-probe", action="store_true",
-        help="instead: what the GIL probe costs on threads and coro (fib(1) and the convoy)",
+        help="instead: what the GIL probe costs on threads and coro (fib(1) and the convoy); "
+        "`python -m tests.bench.gil --out DIR` makes the whole report",
     )  # fmt: skip
     parser.add_argument(
         "--timeline", metavar="BASE",
@@ -447,8 +880,74 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--control", action="store_true",
         help="run --no-metrics on both sides: the method's own noise (ratio ~1.000)",
     )  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR",
+        help="with --prefork, --timeline, --yield-cost or --gil-probe: write DIR/report.json "
+        "and DIR/report.md",
+    )  # fmt: skip
+    parser.add_argument(
+        "--render", type=Path, metavar="DIR",
+        help="only render DIR/report.md again from DIR/report.json (nothing measured)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    modes = [args.prefork, args.gil_probe, bool(args.timeline), bool(args.yield_cost)]
+    if sum(modes) > 1:
+        parser.error("--prefork, --gil-probe, --timeline and --yield-cost: one at a time")
+    if args.out is not None and not any(modes):
+        parser.error("--out: only with --prefork, --gil-probe, --timeline or --yield-cost")
+    if any(modes) and args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: at least 1 here")
+    return args
 
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse(argv)
+    if args.render is not None:
+        print(f"wrote {render_again(args.render, render)}")
+        return
+    sides = (
+        f"{plural(args.pairs, 'server')} of each kind, {plural(args.rounds, 'round')} of "
+        f"{args.round_requests} "
+        "interleaved fib(1) requests per server"
+    )
+    parameters = {"rounds": args.rounds, "round_requests": args.round_requests,
+                  "pairs": args.pairs, "warm_up_seconds": WARM_UP}  # fmt: skip
+    if args.prefork:
+        record = provenance.begin("prefork-cost", SCHEMA)
+        start = load_average()
+        print(f"### prefork ({PREFORK_WORKERS} workers) against threads: {sides}, every "
+              f"/metrics read every {SCRAPE_SECONDS:g} s\n", flush=True)  # fmt: skip
+        comparison = bench_prefork(args.rounds, args.round_requests, args.pairs)
+        parameters |= {"workers": PREFORK_WORKERS, "scrape_seconds": SCRAPE_SECONDS}
+        report = {"parameters": parameters, "comparison": comparison,
+                  "load_average": {"start": start, "end": load_average()}}  # fmt: skip
+        finish(report, record, args.out)
+        return
+    if args.timeline or args.yield_cost:
+        kind = "timeline-cost" if args.timeline else "yield-cost"
+        record = provenance.begin(kind, SCHEMA)
+        given = args.timeline or args.yield_cost
+        base = {"given": given, "commit": base_commit(given)}
+        start = load_average()
+        print(f"### {TITLES[kind]}, against commit {given}: {sides}\n", flush=True)
+        if args.timeline:
+            measured = bench_timeline(args.rounds, args.round_requests, args.pairs, given)
+        else:
+            measured = bench_yield(args.rounds, args.round_requests, args.pairs, given)
+            measured["goal"] = YIELD_GOAL
+        report = {"parameters": parameters, "base": base, **measured,
+                  "load_average": {"start": start, "end": load_average()}}  # fmt: skip
+        finish(report, record, args.out)
+        return
+    if args.gil_probe:
+        from tests.bench import gil  # it imports this module
+
+        record = provenance.begin("gil-probe", gil.SCHEMA)
+        print(f"### Cost of the GIL probe: `--gil-probe off` against on, {sides}", flush=True)
+        servers = bench_gil_probe(GIL_PROBE_VARIANTS, args.rounds, args.round_requests,
+                                  args.pairs, args.rounds // 2 or 1)  # fmt: skip
+        finish({"servers": servers}, record, args.out)
+        return
     cores = len(os.sched_getaffinity(0))
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(
@@ -459,47 +958,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"of warm-up; fib({args.long_n}): mean of {args.repeat}.\n",
         flush=True,
     )
-    if args.prefork:
-        print(
-            f"### prefork (2 workers) against threads: {args.pairs} servers each, "
-            f"{args.rounds} rounds of {args.round_requests} interleaved fib(1) requests per "
-            "server, every /metrics read once a second\n",
-            flush=True,
-        )
-        bench_prefork(args.rounds, args.round_requests, args.pairs)
-        print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
-        return
-    if args.timeline:
-        print(
-            f"### What the server's timeline costs (`python -m tests.bench.server --timeline "
-            f"{args.timeline}` at commit {this_commit()}): {args.pairs} servers of each kind, "
-            f"{args.rounds} rounds of {args.round_requests} interleaved fib(1) requests per "
-            "server\n",
-            flush=True,
-        )
-        bench_timeline(args.rounds, args.round_requests, args.pairs, args.timeline)
-        print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
-        return
-    if args.yield_cost:
-        print(
-            f"### What yielding between a read's lines costs (`python -m tests.bench.server "
-            f"--yield-cost {args.yield_cost}` at commit {this_commit()}): {args.pairs} servers "
-            f"of each kind, {args.rounds} rounds of {args.round_requests} interleaved fib(1) "
-            "requests per server, one line at a time\n",
-            flush=True,
-        )
-        bench_yield(args.rounds, args.round_requests, args.pairs, args.yield_cost)
-        print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
-        return
-    if args.gil_probe:
-        print(
-            f"### Cost of the GIL probe: `--gil-probe off` against on, {args.rounds} rounds "
-            f"of {args.round_requests} interleaved fib(1) requests per server",
-            flush=True,
-        )
-        bench_gil_probe(["threads", "coro"], args.rounds, args.round_requests, args.pairs)
-        print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
-        return
     bench_variants(args.variants, args.duration, args.long_n, args.repeat)
     if args.rounds > 0:
         sides = (
@@ -519,5 +977,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
+    except LabError as error:
+        sys.exit(f"tests.bench.server: {error}")
     except KeyboardInterrupt:
         sys.exit(130)

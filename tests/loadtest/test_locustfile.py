@@ -171,6 +171,7 @@ def test_headless_counts_requests_and_err_replies_like_locust(
     assert short["num_requests"] <= served <= short["num_requests"] + 1
 
 
+@pytest.mark.unmeasured  # counts and labels: the parallel pass
 @pytest.mark.slow
 def test_distributed_master_sums_both_workers(
     spawn: Callable[..., Process], threads_server: Server, tmp_path: Path
@@ -299,6 +300,7 @@ def test_distributed_master_keeps_the_workers_sub_millisecond_times(
     check_sub_millisecond(rows["fib(1)"])
 
 
+@pytest.mark.unmeasured  # counts and labels: the parallel pass
 @pytest.mark.slow
 @pytest.mark.parametrize("form", ["address", "variant"])
 def test_headless_host_is_the_target(
@@ -336,6 +338,7 @@ def test_headless_host_is_the_target(
         ("tcp://127.0.0.1:http", "Host 'tcp://127.0.0.1:http': address"),
     ],
 )
+@pytest.mark.unmeasured  # counts and labels: the parallel pass
 def test_headless_bad_host_exits_1_naming_it(
     spawn: Callable[..., Process], host: str, message: str
 ):
@@ -347,6 +350,7 @@ def test_headless_bad_host_exits_1_naming_it(
     assert "Ramping" not in locust.output, "no user may start"
 
 
+@pytest.mark.unmeasured  # counts and labels: the parallel pass
 def test_fib_help_lists_the_labs_options_with_locusts(spawn: Callable[..., Process]):
     # Locust's own --help runs before it loads a locustfile (locustio/locust#2917).
     locust = spawn(*locust_command("--fib-help"))
@@ -442,6 +446,7 @@ def stop(base: str) -> None:
 FORM = {"user_count": "1", "spawn_rate": "1", "shape_class": "Default"}
 
 
+@pytest.mark.unmeasured  # counts and labels: the parallel pass
 @pytest.mark.slow
 def test_web_ui_host_names_the_target_and_the_header_shows_it(
     web_ui: str, threads_server: Server, coro_server: Server
@@ -487,6 +492,7 @@ def test_web_ui_host_names_the_target_and_the_header_shows_it(
     assert template_args(get_when_up(base + "/"))["host"] == "tcp://threads"
 
 
+@pytest.mark.unmeasured  # counts and labels: the parallel pass
 @pytest.mark.slow
 def test_web_ui_default_classes_start_a_short_user_then_a_long_one(
     web_ui: str, coro_server: Server

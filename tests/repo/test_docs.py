@@ -4,7 +4,8 @@
 # image that names an untracked file is a promise a fresh clone cannot keep
 # (a sample report was once linked while .gitignore kept it out). And the
 # repository stands on its own: its contract is docs/design.md, not a file
-# beside the checkout.
+# beside the checkout. The README is the front door: short, and linking
+# every page of docs/; each page links back to it and to its neighbours.
 
 from __future__ import annotations
 
@@ -25,6 +26,20 @@ OUTSIDE_ALLOWED = {".ci/run"}
 # Spelled in pieces so that this file does not match itself.
 OUTSIDE_MARKS = ("../" + "shared", "DESIGN" + ".md")
 OUTSIDE_SECTION = re.compile(r"\bDESIGN" + " §")
+README_MOST_LINES = 250
+# The pages the README leads to, in the order of their navigation line.
+PAGES = (
+    "docs/talk.md",
+    "docs/beyond.md",
+    "docs/see-why.md",
+    "docs/capacity.md",
+    "docs/connections.md",
+    "docs/reliability.md",
+    "docs/kubernetes.md",
+    "docs/exercises.md",
+    "docs/reference.md",
+    "docs/testing.md",
+)
 
 
 def tracked_files() -> set[str]:
@@ -111,3 +126,32 @@ def test_the_top_level_results_folder_is_ignored_but_docs_results_is_not() -> No
 
     assert ignored("results/20260101-000000/summary.json")
     assert not ignored("docs/results/summary.json")
+
+
+def test_the_readme_fits_a_front_door() -> None:
+    lines = (ROOT / "README.md").read_text("utf-8").count("\n")
+    assert lines <= README_MOST_LINES, (
+        f"README.md has {lines} lines (at most {README_MOST_LINES}): move a section to a page "
+        "of docs/ and link it"
+    )
+
+
+def linked(document: str) -> set[str]:
+    text = (ROOT / document).read_text("utf-8")
+    return {resolve(document, target) for target in relative_targets(text)}
+
+
+def test_the_readme_links_every_page() -> None:
+    missing = [page for page in (*PAGES, "docs/design.md") if page not in linked("README.md")]
+    assert not missing, f"README.md does not link {missing}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_each_page_links_the_readme_and_its_neighbours(page: str) -> None:
+    index = PAGES.index(page)
+    neighbours = [PAGES[i] for i in (index - 1, index + 1) if 0 <= i < len(PAGES)]
+    missing = [
+        target for target in ("README.md", "docs/design.md", *neighbours)
+        if target not in linked(page)
+    ]  # fmt: skip
+    assert not missing, f"{page} does not link {missing}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from loadtest.compare.plan import PHI
 from loadtest.compare.summary import (
     GIL_BUSY_NOTE,
     Run,
@@ -25,6 +26,7 @@ from loadtest.compare.summary import (
 )
 from loadtest.compare.verdicts import RULES, Verdict
 from loadtest.talk import figures as talk
+from loadtest.toolbox import provenance
 from loadtest.toolbox.formats import (
     LOADGEN_MARK,
     NOISY_MARK,
@@ -173,6 +175,12 @@ def talk_section(
     long_n = environment.get("long_n")
     single = environment.get("long_seconds_single")
     on_servers = list(environment.get("long_seconds_server", {}).values())
+    # fib(n + 1) costs φ times fib(n): the talk's fib(40) against this machine's
+    slower = (
+        talk.TALK_CONVOY_SECONDS / (single * PHI ** (talk.TALK_CONVOY_N - long_n))
+        if single and long_n is not None
+        else None
+    )
     scale = (
         f"The lab's long request is fib({long_n})"
         + (f", {single:.2f} s alone on this machine" if single is not None else "")
@@ -182,8 +190,9 @@ def talk_section(
             else ""
         )
         + f"; the talk's perf1 used fib({talk.TALK_LONG_N}) at {talk.TALK_LONG_SECONDS} s "
-        f"and its convoy fib({talk.TALK_CONVOY_N}) (~40 s on his 2015 laptop and alpha Python, "
-        "~8× slower than CPython today)."
+        f"and its convoy fib({talk.TALK_CONVOY_N}) (~{talk.TALK_CONVOY_SECONDS:g} s on his 2015 "
+        "laptop and alpha Python"
+        + (f", {slower:.1f}× slower than CPython here)." if slower else ").")
         if long_n is not None
         else "The long request's n was not recorded."
     )
@@ -473,6 +482,8 @@ def render_markdown(
         + f"; {environment['cores']} CPU cores, Python {environment['python']}.",
         "",
     ]
+    if "provenance" in summary:
+        lines += [provenance.markdown_line(summary["provenance"]), ""]
     lines += talk_section(summary, groups, found)
     lines += beyond_section(found)
     lines += runs_section(groups)

@@ -313,7 +313,7 @@ def test_behaviours_classify_threads_as_a_convoy_and_a_dead_metrics_url_as_missi
     try:
         status, output, seconds = check(
             f"tcp://127.0.0.1:{server.port}", "--max-n", "32", "--max-line", "40",
-            "--case-timeout", "5", "--behaviours", "--duration", "3", "--long-seconds", "0.2",
+            "--case-timeout", "5", "--behaviours", "--duration", "3", "--long-seconds", "0.1",
             "--metrics", dead, out=tmp_path, timeout=120,
         )  # fmt: skip
     finally:

@@ -311,16 +311,33 @@ def test_long_with_one_client_only_has_not_enough_data() -> None:
     runs += long_runs("threads", 0.9, (1.0,))
     verdict = verdict_of(a_summary(runs), "long-serialised", "threads")
     assert verdict.reproduced is None
-    assert verdict.status == "not enough data"
+    assert verdict.status == "not measured"
     assert verdict.mark == "❔"
 
 
-def test_long_with_two_clients_only_is_judged_on_what_ran() -> None:
+def test_long_with_two_clients_only_is_not_measured_on_half_its_evidence() -> None:
     runs = without(plausible_runs(), "threads", "long")
     runs += long_runs("threads", 0.9, (1.0, 2.0))
     verdict = verdict_of(a_summary(runs), "long-serialised", "threads")
-    assert verdict.reproduced is True
-    assert "3 clients not measured" in verdict.figures
+    assert verdict.reproduced is None
+    assert verdict.status == "not measured"
+    assert verdict.figures.startswith("3 clients not measured: ")
+    assert "2 clients 1.800 s (2.00×)" in verdict.figures
+
+
+def test_a_stage_where_no_request_ran_wholly_is_not_measured() -> None:
+    # A fresh clone's coro once read ✅ on its 2-client ratio alone while its
+    # 3-client stage held no whole request.
+    runs = without(plausible_runs(), "coro", "long")
+    runs += long_runs("coro", 0.47, (1.0, 2.0, 3.0))
+    for run in runs:
+        if run["variant"] == "coro" and run.get("clients") == 3:
+            run["seconds_per_request"] = None
+            run["latency_ms"] = dict.fromkeys(run["latency_ms"])
+    verdict = verdict_of(a_summary(runs), "long-serialised", "coro")
+    assert verdict.reproduced is None
+    assert verdict.mark == "❔"
+    assert "3 clients" in verdict.figures
 
 
 def test_process_pool_collapsing_is_not_reproduced() -> None:
@@ -568,11 +585,11 @@ def test_a_long_stage_without_reply_says_so_in_the_verdict() -> None:
     stages[2] |= {"requests": 0, "rps": 0.0, "seconds_per_request": None}
     stages[2]["latency_ms"] = dict.fromkeys(stages[2]["latency_ms"])
     verdict = verdict_of(a_summary(runs + stages), "long-serialised", "threads")
-    assert verdict.reproduced is True, "judged on the stages that have a figure"
+    assert verdict.status == "not measured", "the rule names both ratios: no verdict on half"
     assert "3 clients: no reply in this stage" in verdict.figures
     stages[1] |= {"requests": 0, "rps": 0.0, "seconds_per_request": None}
     verdict = verdict_of(a_summary(runs + stages), "long-serialised", "threads")
-    assert verdict.status == "not enough data"
+    assert verdict.status == "not measured"
     assert "2 clients: no reply in this stage" in verdict.figures
 
 
@@ -704,7 +721,7 @@ def test_an_interpreter_pool_slower_than_its_process_pool_is_not_as_predicted() 
 def test_an_interpreter_pool_without_its_counterpart_has_nothing_to_compare_with() -> None:
     summary = a_summary(plausible_runs(("threads-interppool",)))
     verdict = verdict_of(summary, "interp-pool-below-inline", "threads-interppool")
-    assert verdict.status == "not enough data"
+    assert verdict.status == "not measured"
     assert "threads was not measured" in verdict.figures
 
 
@@ -746,5 +763,5 @@ def test_trio_faster_than_asyncio_is_not_as_predicted_and_without_asyncio_not_ju
     ]
     assert verdict_of(a_summary(runs), "trio-below-asyncio", "trio").status == "not as predicted"
     alone = verdict_of(a_summary(plausible_runs(("trio",))), "trio-below-asyncio", "trio")
-    assert alone.status == "not enough data"
+    assert alone.status == "not measured"
     assert "asyncio was not measured" in alone.figures

@@ -138,7 +138,7 @@ def test_a_sweep_without_convoy_runs_is_judged_on_its_recordings() -> None:
 
 def test_no_short_request_before_cannot_be_judged() -> None:
     verdict = verdict_of(sweep({"threads": lambda i: (0.0, 0.0, 0.5)}), "threads")
-    assert verdict.status == "not enough data"
+    assert verdict.status == "not measured"
 
 
 def test_a_variant_the_law_does_not_name_gets_no_verdict_but_its_figures() -> None:
