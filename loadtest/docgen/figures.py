@@ -8,14 +8,16 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from loadtest.capacity import runner as capacity_runner
 from loadtest.compare.report.tables import group_marks
-from loadtest.compare.summary import RunGroup, drop_factor, find_group, run_number
-from loadtest.compare.verdicts import COLLAPSE_FACTOR, LONG_RATIO_BOUNDS, RULES, Verdict
+from loadtest.compare.summary import RunGroup, drop_factor, run_number
+from loadtest.compare.verdicts import COLLAPSE_FACTOR, LONG_RATIO_BOUNDS, Verdict
 from loadtest.docgen.context import Context
 from loadtest.docgen.registry import Registry, Render
 from loadtest.docgen.reports import ReportError, Reports
@@ -25,16 +27,13 @@ from loadtest.toolbox.formats import fmt_factor, fmt_rps, marks
 
 FIGURES = Registry()
 
-# The committed reports, relative to docs/results.
-TALK = "summary.json"  # make compare: the talk's nine variants
-MODERN = "modern/summary.json"  # make compare-modern, the committed (third) run
-MODERN_RUN1 = "modern-run1/summary.json"  # its first run
-TOTHREAD_TRIO = "modern-tothread-trio/summary.json"  # the same command, with the two added later
-LONG_24S = "modern-long-24s/summary.json"  # the inline loops' long scenario, 24 s runs
+# The committed reports, relative to docs/results: one folder per step of
+# `make results` (loadtest/results.py), each named after its step.
+TALK = "talk/summary.json"  # make compare: the talk's nine variants
+MODERN = "modern/summary.json"  # make compare-modern: the eleven variants
 ONE_BUSY = "one-busy-core/summary.json"
 TWO_BUSY = "two-busy-cores/summary.json"
-UNPINNED = "pinning/unpinned/summary.json"
-PINNED = "pinning/pinned/summary.json"
+PINNED = "pinning/summary.json"  # the talk's nine pinned; its unpinned side is TALK
 VERSIONS = {
     "host": "versions/host/summary.json",
     "3.13": "versions/3.13/summary.json",
@@ -48,8 +47,15 @@ SWITCH_INTERVAL_REPORT = "switch-interval/report.md"
 SWITCH_INTERVAL_VERDICTS = "## Verdict"
 CONNECTIONS = "connections/report.json"
 TIMELINE = "timeline/timeline.json"
-# The runs of `make compare-modern`'s command whose summary.json is committed, by folder.
-MODERN_RUNS = {"modern": MODERN, "modern-run1": MODERN_RUN1, "modern-tothread-trio": TOTHREAD_TRIO}
+# The benchmarks (tests/bench), each a report.json and the report.md rendered from it.
+RELIABILITY = "reliability/report.json"
+GIL_PROBE = "gil-probe/report.json"
+PREFORK_COST = "prefork-cost/report.json"
+TIMELINE_COST = "timeline-cost/report.json"
+YIELD_COST = "yield-cost/report.json"
+BUCKETING_COST = "bucketing-cost/report.json"
+# `make results`' own record: every step's commands, status and seconds.
+RESULTS_RUN = "results.json"
 
 PROCESS_POOLS = ("threads-procpool", "coro-procpool", "coro-asyncsocket", "asyncio-procpool")
 INTERP_POOLS = ("threads-interppool", "asyncio-interppool")
@@ -202,7 +208,7 @@ def long_verdicts(c: Context, relative: str) -> list[Verdict]:
     return [v for v in c.reports.verdicts(relative) if v.rule in LONG_RULES]
 
 
-# --- the talk's nine: docs/results/summary.json ------------------------------------
+# --- the talk's nine: docs/results/talk -------------------------------------------
 
 
 def of_report(figure: Callable[[Context, str], str], relative: str) -> Render:
@@ -276,11 +282,8 @@ def machine_text(c: Context, relative: str) -> str:
 for _name, _relative in {
     "talk": TALK,
     "modern": MODERN,
-    "tothread-trio": TOTHREAD_TRIO,
-    "long-24s": LONG_24S,
     "one-busy-core": ONE_BUSY,
     "two-busy-cores": TWO_BUSY,
-    "unpinned": UNPINNED,
     "pinned": PINNED,
 }.items():
     FIGURES.add(f"{_name}.environment", (_relative,), of_report(environment_text, _relative))
@@ -432,31 +435,26 @@ def modern_gil_pools(c: Context) -> str:
     return span((gil_share(c, MODERN, v) for v in pools), lambda f: f"{f * 100:.0f}") + " %"
 
 
-def _with_both(c: Context, first: str, second: str) -> dict[str, str]:
-    """The runs of MODERN_RUNS with a short run of both variants."""
-    return {
-        name: relative
-        for name, relative in MODERN_RUNS.items()
-        if find_group(c.reports.groups(relative), first, "short")
-        and find_group(c.reports.groups(relative), second, "short")
-    }
+def convoy_shares(group: RunGroup) -> list[float]:
+    """The short client's rate during the long request as a share of before, per repeat."""
+    found = [f for run in group.runs if (f := drop_factor(run)) is not None]
+    return [0.0 if math.isinf(f) else 1 / f for f in found]
 
 
-@FIGURES("modern.uvloop-shares", *MODERN_RUNS.values())
-def modern_uvloop_shares(c: Context) -> str:
-    parts = []
-    for name, relative in _with_both(c, "asyncio-uvloop", "asyncio").items():
-        uvloop = c.reports.group(relative, "asyncio-uvloop", "short")
-        asyncio = c.reports.group(relative, "asyncio", "short")
-        share = median(uvloop, "rps", relative, c.reports) / median(
-            asyncio, "rps", relative, c.reports
-        )
-        mark = marks(
-            loadgen=uvloop.loadgen_bound or asyncio.loadgen_bound,
-            noisy=uvloop.noisy or asyncio.noisy,
-        )
-        parts.append(f"{percent(share)}{mark} in {name}")
-    return joined(parts)
+@FIGURES("modern.uvloop-share", MODERN)
+def modern_uvloop_share(c: Context) -> str:
+    """asyncio-uvloop's short req/s as a share of asyncio's, with both groups' marks, and
+    the verdict of its prediction (faster than asyncio)."""
+    uvloop = c.reports.group(MODERN, "asyncio-uvloop", "short")
+    asyncio = c.reports.group(MODERN, "asyncio", "short")
+    ratio = median(uvloop, "rps", MODERN, c.reports) / median(asyncio, "rps", MODERN, c.reports)
+    mark = marks(
+        loadgen=uvloop.loadgen_bound or asyncio.loadgen_bound,
+        noisy=uvloop.noisy or asyncio.noisy,
+    )
+    verdict = c.reports.verdict(MODERN, "uvloop-above-asyncio", "asyncio-uvloop")
+    prediction = f"{verdict.mark} {margin_short(verdict)}"
+    return f"{percent(ratio)}{mark} (its prediction, faster: {prediction})"
 
 
 @FIGURES("modern.uvloop-round-trip", MODERN)
@@ -465,51 +463,37 @@ def modern_uvloop_round_trip(c: Context) -> str:
     return f"~{1e6 / median(group, 'rps', MODERN, c.reports):.0f} µs" + group_marks(group)
 
 
-@FIGURES("modern.prefork-runs", *MODERN_RUNS.values())
-def modern_prefork_runs(c: Context) -> str:
-    return joined(
-        [
-            f"{share(convoy_share(c, relative, 'prefork'))} in {name}"
-            for name, relative in MODERN_RUNS.items()
-        ]
-    )
+@FIGURES("modern.prefork-repeats", MODERN)
+def modern_prefork_repeats(c: Context) -> str:
+    """prefork's convoy, each repeat on its own: the kernel's lottery is drawn per run."""
+    group = c.reports.group(MODERN, "prefork", "convoy")
+    shares = convoy_shares(group)
+    if not shares:
+        raise ReportError(f"{c.reports.name(MODERN)}: no key runs[prefork convoy].short_rps_during")
+    return joined([share(f) for f in shares]) + group_marks(group)
 
 
-@FIGURES("modern.prefork-long", *MODERN_RUNS.values())
+@FIGURES("modern.prefork-long", MODERN)
 def modern_prefork_long(c: Context) -> str:
-    return (
-        span(
-            (long_ratio(c, relative, "prefork", 2) for relative in MODERN_RUNS.values()),
-            lambda r: f"{r:.2f}",
-        )
-        + "×"
-    )
+    return f"{long_ratio(c, MODERN, 'prefork', 2):.2f}×"
 
 
-@FIGURES("modern.inline-long-misses", MODERN)
-def modern_inline_long_misses(c: Context) -> str:
-    """The inline loops' "2 and 3 long clients" verdicts: the stages outside their bounds."""
+@FIGURES("modern.inline-long", MODERN)
+def modern_inline_long(c: Context) -> str:
+    """The inline loops' "2 and 3 long clients" verdicts: the stages outside their bounds,
+    else the one nearest its bound."""
+    found = [v for v in long_verdicts(c, MODERN) if v.rule == "inline-loop-long-serialised"]
+    if not found:
+        raise ReportError(f"{c.reports.name(MODERN)}: no verdict inline-loop-long-serialised")
     return "; ".join(
-        f"`{v.variant}` {v.mark}: {stages_outside(c, MODERN, v.variant)}"
-        for v in long_verdicts(c, MODERN)
-        if RULES[v.rule].beyond_talk
+        f"`{v.variant}` {v.mark} ({margin_short(v)}): {stages_outside(c, MODERN, v.variant)}"
+        for v in found
     )
 
 
 @FIGURES("modern.asyncio-long2", MODERN)
 def modern_asyncio_long2(c: Context) -> str:
     return f"{long_ratio(c, MODERN, 'asyncio', 2):.2f}×"
-
-
-@FIGURES("long-24s.ratios", LONG_24S)
-def long_24s_ratios(c: Context) -> str:
-    return joined(
-        [
-            f"`{v.variant}` {long_ratio(c, LONG_24S, v.variant, 2):.2f}× and "
-            f"{long_ratio(c, LONG_24S, v.variant, 3):.2f}× {v.mark}"
-            for v in long_verdicts(c, LONG_24S)
-        ]
-    )
 
 
 @FIGURES("modern.interp-short", MODERN)
@@ -755,3 +739,215 @@ def timeline_waiting(c: Context) -> str:
         for v in ("threads", "coro", "asyncio")
     ]
     return joined(parts)
+
+
+# --- the benchmarks: docs/results/<benchmark>/report.json (tests/bench) -----------------
+#
+# A side-by-side benchmark's comparison holds per round the rates of its two sides
+# and their ratio (a over b), "ratio" {median, min, max} over the rounds, "rounds",
+# "cpu_us_per_request" {a, b, difference} and, where it has one, a "goal".
+
+
+def ratio_text(c: Context, relative: str, comparison: dict[str, Any]) -> str:
+    """0.992 (median of 6 rounds, 0.953–1.051; goal ≥ 0.99: met): a comparison's ratio
+    over its rounds, and its goal where it has one."""
+    ratio = comparison.get("ratio")
+    rounds = comparison.get("rounds")
+    if not isinstance(ratio, dict) or not isinstance(rounds, int):
+        raise ReportError(f"{c.reports.name(relative)}: no key ratio.median or rounds")
+    found = f"{ratio['median']:.3f}"
+    parts = [f"median of {rounds} round{'s' if rounds != 1 else ''}"]
+    low_high = span((ratio["min"], ratio["max"]), lambda r: f"{r:.3f}")
+    if low_high != found:
+        parts[0] += f", {low_high}"
+    goal = comparison.get("goal") or {}
+    if goal.get("kind") == "minimum":
+        met = ratio["median"] >= goal["minimum"]
+        parts.append(f"goal ≥ {goal['minimum']:g}: {'met' if met else 'NOT met'}")
+    return f"{found} ({'; '.join(parts)})"
+
+
+def cpu_text(comparison: dict[str, Any]) -> str:
+    """+0.73 µs server CPU per request: the a side's against the b side's."""
+    difference = comparison["cpu_us_per_request"]["difference"]
+    return f"{difference:+.2f} µs server CPU per request"
+
+
+def possessive(name: str) -> str:
+    return f"{name}'" if name.rstrip("`").endswith("s") else f"{name}'s"
+
+
+def comparison_of(c: Context, relative: str, *keys: str | int) -> dict[str, Any]:
+    found = c.reports.get(relative, *keys)
+    if not isinstance(found, dict) or "ratio" not in found:
+        raise ReportError(f"{c.reports.name(relative)}: no key {'.'.join(map(str, keys))}.ratio")
+    return found
+
+
+@FIGURES("prefork-cost.ratio", PREFORK_COST)
+def prefork_cost_ratio(c: Context) -> str:
+    comparison = comparison_of(c, PREFORK_COST, "comparison")
+    a, b = (f"`{comparison['labels'][side]}`" for side in ("a", "b"))
+    return (
+        f"{a} answers fib(1) at {ratio_text(c, PREFORK_COST, comparison)} of "
+        f"{possessive(b)} rate, {cpu_text(comparison)}"
+    )
+
+
+@FIGURES("timeline-cost.ratios", TIMELINE_COST)
+def timeline_cost_ratios(c: Context) -> str:
+    off = comparison_of(c, TIMELINE_COST, "off")
+    on = comparison_of(c, TIMELINE_COST, "on")
+    control = comparison_of(c, TIMELINE_COST, "control")
+    base = c.reports.get(TIMELINE_COST, "base", "given")
+    return (
+        f"off, `threads` answers fib(1) at {ratio_text(c, TIMELINE_COST, off)} of commit "
+        f"{base}'s rate; its control, that commit against itself, "
+        f"{ratio_text(c, TIMELINE_COST, control)}; on, {ratio_text(c, TIMELINE_COST, on)} "
+        f"of the rate off, {cpu_text(on)}"
+    )
+
+
+@FIGURES("yield-cost.ratios", YIELD_COST)
+def yield_cost_ratios(c: Context) -> str:
+    base = c.reports.get(YIELD_COST, "base", "given")
+    parts = [
+        f"`{entry['variant']}` {ratio_text(c, YIELD_COST, entry['comparison'])}"
+        for entry in c.reports.get(YIELD_COST, "variants")
+    ]
+    control = comparison_of(c, YIELD_COST, "control")
+    return (
+        f"{joined(parts)} of commit {base}'s rate; its control, asyncio at that commit "
+        f"against itself, {ratio_text(c, YIELD_COST, control)}"
+    )
+
+
+def gil_variants(c: Context) -> list[dict[str, Any]]:
+    found = c.reports.get(GIL_PROBE, "servers", "variants")
+    if not found:
+        raise ReportError(f"{c.reports.name(GIL_PROBE)}: no key servers.variants[0]")
+    return list(found)
+
+
+@FIGURES("gil-probe.fib1", GIL_PROBE)
+def gil_probe_fib1(c: Context) -> str:
+    """fib(1) req/s with the probe on as a share of off, per variant."""
+    parts = [
+        f"`{entry['variant']}` {ratio_text(c, GIL_PROBE, entry['fib1'])}"
+        for entry in gil_variants(c)
+    ]
+    return f"{joined(parts)} of the rate with it off"
+
+
+@FIGURES("gil-probe.idle", GIL_PROBE)
+def gil_probe_idle(c: Context) -> str:
+    """An idle process's CPU with the native probe against none."""
+    rows = {row["probe"]: row for row in c.reports.get(GIL_PROBE, "process", "idle")}
+    probe = next((name for name in rows if name.startswith("gilknocker")), None)
+    if probe is None or "none" not in rows:
+        raise ReportError(f"{c.reports.name(GIL_PROBE)}: no key process.idle[probe=gilknocker]")
+    return (
+        f"{rows[probe]['percent_of_one_core']:.2f} % of a core against "
+        f"{rows['none']['percent_of_one_core']:.2f} % with no probe"
+    )
+
+
+@FIGURES("gil-probe.convoy", GIL_PROBE)
+def gil_probe_convoy(c: Context) -> str:
+    """The convoy's factor (short req/s before ÷ during), probe on and off, over rounds."""
+
+    def spread_of(figure: dict[str, Any]) -> str:
+        if figure.get("median") is None:
+            return "∞"
+        ends = [v for v in (figure.get("min"), figure.get("max")) if v is not None]
+        low_high = span(ends, factor) if ends else factor(figure["median"])
+        found = factor(figure["median"])
+        return found if low_high == found else f"{found} ({low_high})"
+
+    return "; ".join(
+        f"`{entry['variant']}` {spread_of(entry['convoy']['on'])} with the probe on, "
+        f"{spread_of(entry['convoy']['off'])} off"
+        for entry in gil_variants(c)
+    )
+
+
+@FIGURES("bucketing-cost.ratio", BUCKETING_COST)
+def bucketing_cost_ratio(c: Context) -> str:
+    ratio = c.reports.get(BUCKETING_COST, "ratio")
+    rounds = int(c.reports.number(BUCKETING_COST, "parameters", "rounds"))
+    return (
+        f"{ratio_text(c, BUCKETING_COST, {'ratio': ratio, 'rounds': rounds})} "
+        "of its req/s with Locust's own"
+    )
+
+
+def counted(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def reliability_variants(c: Context) -> list[dict[str, Any]]:
+    found = c.reports.get(RELIABILITY, "variants")
+    if not found:
+        raise ReportError(f"{c.reports.name(RELIABILITY)}: no key variants[0]")
+    return list(found)
+
+
+@FIGURES("reliability.fuzz-inputs", RELIABILITY)
+def reliability_fuzz_inputs(c: Context) -> str:
+    return f"{int(c.reports.number(RELIABILITY, 'parameters', 'fuzz_inputs')):,}"
+
+
+@FIGURES("reliability.headline", RELIABILITY)
+def reliability_headline(c: Context) -> str:
+    """What every variant of the kept run did: the fuzz's counts and SIGTERM's drain."""
+    entries = reliability_variants(c)
+    fuzz = [e["fuzz"] for e in entries if isinstance(e.get("fuzz"), dict)]
+    sigterm = [e["sigterm"] for e in entries if isinstance(e.get("sigterm"), dict)]
+    wrong = sum(int(f.get("wrong", 0)) for f in fuzz)
+    unanswered = sum(int(f.get("unanswered", 0)) for f in fuzz)
+    crashed = sum(bool(f.get("crashed")) for f in fuzz)
+    inputs = sum(int(f.get("inputs", 0)) for f in fuzz)
+    drained = sum(
+        s.get("unanswered_before") == 0 and s.get("wrong") == 0 and s.get("status") == 0
+        for s in sigterm
+    )
+    return (
+        f"{len(entries)} variants, {inputs:,} fuzzed inputs in all: "
+        f"{counted(wrong, 'wrong reply', 'wrong replies')}, {unanswered} unanswered, "
+        f"{counted(crashed, 'crash', 'crashes')}; after SIGTERM, {drained} of "
+        f"{len(sigterm)} answered every line sent before it and exited 0"
+    )
+
+
+@FIGURES("reliability.sigterm-extra", RELIABILITY)
+def reliability_sigterm_extra(c: Context) -> str:
+    """The variants that answered more lines than were sent before SIGTERM."""
+    found = [
+        f"`{e['variant']}`"
+        for e in reliability_variants(c)
+        if isinstance(s := e.get("sigterm"), dict) and s.get("replies", 0) > s.get("sent_before", 0)
+    ]
+    return joined(found) if found else "no variant"
+
+
+# --- make results: docs/results/results.json ------------------------------------------
+
+
+@FIGURES("results.run", RESULTS_RUN)
+def results_run(c: Context) -> str:
+    """How long the whole `make results` took (its steps' seconds added up) and when:
+    "17 steps, 322 min together, started 2026-12-07 01:00 UTC"."""
+    steps = c.reports.get(RESULTS_RUN, "steps")
+    started = str(c.reports.get(RESULTS_RUN, "provenance", "started"))
+    try:
+        when = datetime.datetime.fromisoformat(started).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        when = started
+    total = sum(float(step["seconds"]) for step in steps)
+    failed = [step for step in steps if step.get("status") != 0]
+    text = f"{len(steps)} steps, {total / 60:.0f} min together, started {when}"
+    if failed:
+        text += f"; it stopped at `{failed[0]['name']}` (exit {failed[0]['status']})"
+    elif c.reports.get(RESULTS_RUN, "all_steps") is not True:
+        text += " (not every step)"
+    return text

@@ -34,17 +34,17 @@ from loadtest.docgen.figures import (
     ONE_BUSY,
     PINNED,
     PROCESS_POOLS,
+    RESULTS_RUN,
     SWITCH_INTERVAL_REPORT,
     SWITCH_INTERVAL_VERDICTS,
     TALK,
-    TOTHREAD_TRIO,
     TWO_BUSY,
-    UNPINNED,
     VERSIONS,
     convoy_change,
     convoy_pair,
     long_seconds,
     median,
+    results_run,
     share,
     span,
     switch_interval_verdicts,
@@ -111,6 +111,11 @@ def long_cell(c: Context, relative: str, variant: str, stages: Sequence[int]) ->
     text += "".join(sorted({mark for g in groups for mark in group_marks(g)}))
     ratios = [f"{v / values[0]:.2f}×" for v in values[1:]]
     return text + (f" ({', '.join(ratios)})" if ratios else "")
+
+
+def markdown_of(relative: str) -> str:
+    """A comparison's summary.md beside its summary.json."""
+    return relative.replace("summary.json", "summary.md")
 
 
 def variant_name(c: Context, relative: str, variant: str) -> str:
@@ -210,8 +215,7 @@ def busy_cores_convoy(c: Context) -> str:
     variants = ("threads", "coro-threadpool", "threads-procpool")
     header = [""]
     for title, relative in BUSY_RUNS:
-        markdown = relative.replace("summary.json", "summary.md")
-        header.append(f"{title} ([report]({c.report_link(markdown)}))")
+        header.append(f"{title} ([report]({c.report_link(markdown_of(relative))}))")
     rows = [["other processes' CPU (convoy runs)"]]
     rows[0] += [foreign_cell(c, relative, variants) for _, relative in BUSY_RUNS]
     rows += [
@@ -230,10 +234,17 @@ def gil_cell(group: RunGroup | None) -> str:
     return "–" if figure is None else percent_or_dash(figure.median).replace("%", " %")
 
 
+def long_stages(c: Context, relative: str) -> tuple[int, ...]:
+    """The long scenario's stages (client counts) the run has, in order."""
+    groups = c.reports.groups(relative)
+    return tuple(sorted({g.clients for g in groups if g.scenario == "long" and g.clients}))
+
+
 @TABLES("modern.variants", MODERN)
 def modern_variants(c: Context) -> str:
     summary = c.reports.summary(MODERN)
     found = c.reports.verdicts(MODERN)
+    stages = long_stages(c, MODERN)
     rows = []
     for variant in variants_of(summary):
         short = c.reports.group(MODERN, variant, "short")
@@ -243,7 +254,7 @@ def modern_variants(c: Context) -> str:
                 + (" (the talk)" if variant in TALK_VARIANTS else ""),
                 fmt_rps(median(short, "rps", MODERN, c.reports)) + group_marks(short),
                 convoy_cell(c, MODERN, variant),
-                long_cell(c, MODERN, variant, (1, 2)),
+                long_cell(c, MODERN, variant, stages),
                 gil_cell(find_group(c.reports.groups(MODERN), variant, "convoy")),
                 verdict_cell(found, variant, beyond=True),
             ]
@@ -254,7 +265,7 @@ def modern_variants(c: Context) -> str:
                 "variant",
                 "short req/s",
                 "convoy: short req/s before → during",
-                "long: s/request, 1 / 2 clients",
+                f"long: s/request, {' / '.join(map(str, stages))} clients",
                 "GIL busy (probe, convoy run)",
                 "predictions (margin)",
             ],
@@ -263,16 +274,16 @@ def modern_variants(c: Context) -> str:
     )
 
 
-@TABLES("tothread-trio.predictions", TOTHREAD_TRIO)
-def tothread_trio_predictions(c: Context) -> str:
-    """The verdicts on the two idioms judged in the later run (the report's renderer)."""
+@TABLES("modern.tothread-trio", MODERN)
+def modern_tothread_trio(c: Context) -> str:
+    """The verdicts on the two idioms predicted last, in full (the report's renderer)."""
     found = [
         v
-        for v in c.reports.verdicts(TOTHREAD_TRIO)
+        for v in c.reports.verdicts(MODERN)
         if v.variant in ("asyncio-tothread", "trio") and RULES[v.rule].beyond_talk
     ]
     if not found:
-        raise ReportError(f"{c.reports.name(TOTHREAD_TRIO)}: no verdict on asyncio-tothread, trio")
+        raise ReportError(f"{c.reports.name(MODERN)}: no verdict on asyncio-tothread, trio")
     return "\n".join(line for line in verdict_table(found, with_talk=False) if line.startswith("|"))
 
 
@@ -391,9 +402,10 @@ def short_median(c: Context, relative: str, variant: str) -> float:
     return median(c.reports.group(relative, variant, "short"), "rps", relative, c.reports)
 
 
-@TABLES("pinning.table", UNPINNED, PINNED)
+@TABLES("pinning.table", TALK, PINNED)
 def pinning_table(c: Context) -> str:
-    sides = (UNPINNED, PINNED)
+    """The talk's run (unpinned) beside the same run pinned."""
+    sides = (TALK, PINNED)
 
     def immune(relative: str, variants: Sequence[str]) -> str:
         verdicts = [
@@ -405,10 +417,10 @@ def pinning_table(c: Context) -> str:
 
     def pools_short(relative: str) -> str:
         text = span((short_median(c, relative, v) for v in PROCESS_POOLS), fmt_rps)
-        if relative == UNPINNED:
+        if relative == TALK:
             return text
         changes = [
-            short_median(c, relative, v) / short_median(c, UNPINNED, v) - 1 for v in PROCESS_POOLS
+            short_median(c, relative, v) / short_median(c, TALK, v) - 1 for v in PROCESS_POOLS
         ]
         return f"{text} ({span(changes, lambda f: f'{f * 100:+.0f} %', ' to ')})"
 
@@ -444,9 +456,8 @@ def pinning_table(c: Context) -> str:
     ]
     header = [
         "",
-        f"unpinned ([report]({c.report_link('pinning/unpinned/summary.md')}))",
-        "servers on one CPU, load on the other "
-        f"([report]({c.report_link('pinning/pinned/summary.md')}))",
+        f"unpinned: the talk's run ([report]({c.report_link(markdown_of(TALK))}))",
+        f"servers on one CPU, load on the other ([report]({c.report_link(markdown_of(PINNED))}))",
     ]
     return "\n".join(markdown_table(header, rows))
 
@@ -485,9 +496,6 @@ def connections_memory(c: Context) -> str:
 
 # --- what made each committed report -----------------------------------------------------
 
-# Markdown-only reports: the benchmarks' write-ups, which have no JSON yet.
-COMPANION_MARKDOWN = ("summary.md",)
-
 
 def wall_text(wall: object) -> str:
     if not isinstance(wall, int | float) or isinstance(wall, bool):
@@ -516,41 +524,40 @@ def report_command(data: object) -> str | None:
     return None
 
 
+def provenance_row(c: Context, relative: str, data: object) -> list[str]:
+    """One report: its link, kind, command and commit, start and wall time."""
+    link = f"[{relative}]({c.report_link(relative)})"
+    kind = report_kind(data, relative.rpartition("/")[2])
+    record = data.get("provenance") if isinstance(data, dict) else None
+    if not isinstance(record, dict):
+        command = report_command(data)
+        made = f"`{command}` (its own record; commit not recorded)" if command else None
+        return [link, kind, made or "not recorded", "not recorded", "not recorded"]
+    commit = str(record.get("commit") or "unknown")[:10]
+    dirty = " (uncommitted changes)" if record.get("dirty") else ""
+    return [
+        link,
+        str(record.get("kind") or kind),
+        f"`{record.get('command') or 'not recorded'}` at {commit}{dirty}",
+        str(record.get("started") or "not recorded"),
+        wall_text(record.get("wall_seconds")),
+    ]
+
+
 @TABLES("reports.provenance", "docs/results/**/*.json")
 def reports_provenance(c: Context) -> str:
     """Every committed report with what made it and its wall time, from its provenance
-    record (docs/design.md §6.11); "not recorded" where the report predates it."""
+    record (docs/design.md §6.11; "not recorded" where the report predates it), then how
+    long the whole `make results` took (docs/results/results.json)."""
     root = c.reports.root
     rows = []
     for path in sorted(root.rglob("*.json")):
         relative = path.relative_to(root).as_posix()
-        data = c.reports.json(relative)
-        record = data.get("provenance") if isinstance(data, dict) else None
-        link = f"[{relative}]({c.report_link(relative)})"
-        kind = report_kind(data, path.name)
-        if not isinstance(record, dict):
-            command = report_command(data)
-            made = f"`{command}` (its own record; commit not recorded)" if command else None
-            rows.append([link, kind, made or "not recorded", "not recorded", "not recorded"])
-            continue
-        commit = str(record.get("commit") or "unknown")[:10]
-        dirty = " (uncommitted changes)" if record.get("dirty") else ""
-        rows.append(
-            [
-                link,
-                str(record.get("kind") or kind),
-                f"`{record.get('command') or 'not recorded'}` at {commit}{dirty}",
-                str(record.get("started") or "not recorded"),
-                wall_text(record.get("wall_seconds")),
-            ]
-        )
-    for path in sorted(root.glob("*.md")):
-        if path.name in COMPANION_MARKDOWN:
-            continue
-        relative = path.relative_to(root).as_posix()
-        rows.append(
-            [f"[{relative}]({c.report_link(relative)})", "Markdown only", "not recorded",
-             "not recorded", "not recorded"]
-        )  # fmt: skip
+        if relative == RESULTS_RUN:
+            continue  # the run's own record: the line under the table
+        rows.append(provenance_row(c, relative, c.reports.json(relative)))
     header = ["report", "kind", "made by (command, commit)", "started", "wall time"]
-    return "\n".join(markdown_table(header, rows))
+    run = f"[{RESULTS_RUN}]({c.report_link(RESULTS_RUN)})"
+    return "\n".join(
+        [*markdown_table(header, rows), "", f"The whole run ({run}): {results_run(c)}."]
+    )

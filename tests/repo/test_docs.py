@@ -125,7 +125,7 @@ def test_the_top_level_results_folder_is_ignored_but_docs_results_is_not() -> No
         return check.returncode == 0
 
     assert ignored("results/20260101-000000/summary.json")
-    assert not ignored("docs/results/summary.json")
+    assert not ignored("docs/results/talk/summary.json")
 
 
 def test_the_readme_fits_a_front_door() -> None:

@@ -5,9 +5,7 @@
 # the machine and its writer's schema version; they all come from one
 # commit; and `make results` makes every one of them again.
 #
-# The reports made before the provenance record existed are listed by name
-# below. A listed report that gains its record fails here, so the list can
-# only shrink; `make results` on a quiet machine empties it.
+# `make results` on a quiet machine makes them all (loadtest/results.py).
 
 from __future__ import annotations
 
@@ -57,27 +55,10 @@ WRITERS: dict[str, int] = {
     "bucketing-cost": bucketing.SCHEMA,
 }
 
-# Made before reports named their makers: every JSON report of the last
-# full set (2026-11-30 to 2026-12-06).
-MADE_BEFORE_PROVENANCE = {
-    "capacity-pinned/baseline.json", "capacity-pinned/summary.json", "capacity/summary.json",
-    "connections/report.json", "modern-long-24s/summary.json", "modern-run1/summary.json",
-    "modern-tothread-trio/summary.json", "modern/summary.json", "one-busy-core/summary.json",
-    "pinning/pinned/baseline.json", "pinning/pinned/summary.json",
-    "pinning/unpinned/summary.json", "summary.json", "switch-interval/summary.json",
-    "timeline/timeline.json", "two-busy-cores/summary.json", "versions/3.13/summary.json",
-    "versions/3.14/summary.json", "versions/host/summary.json",
-}  # fmt: skip
-# Entries of docs/results no step of `make results` writes: the earlier
-# layout (the talk's run at the top, the benchmarks' Markdown pasted by
-# hand, earlier runs kept beside the committed one). The next full run
-# replaces them (talk/, gil-probe/, ...) and deletes these.
-EARLIER_LAYOUT = {
-    "bucketing-cost.md", "convoy.png", "cpu.png", "gil-probe.md", "latency.png",
-    "modern-earlier-runs.md", "modern-long-24s", "modern-run1", "modern-tothread-trio",
-    "prefork-cost.md", "reliability.md", "rps.png", "summary.json", "summary.md",
-    "timeline-cost.md", "yield-cost.md",
-}  # fmt: skip
+# The code that makes reports: a report names the commit it was made from,
+# and that commit's code must be the code of this checkout (docs, the
+# documentation generator and the tests may have changed since).
+REPORT_CODE = ("services", "loadtest", "tests/bench", ":(exclude)loadtest/docgen")
 
 
 def tracked(prefix: str = RESULTS) -> list[str]:
@@ -99,18 +80,9 @@ def load(relative: str) -> dict[str, Any]:
     return data
 
 
-def with_provenance() -> list[str]:
-    return [path for path in report_paths() if path not in MADE_BEFORE_PROVENANCE]
-
-
 @pytest.mark.parametrize("relative", report_paths())
 def test_every_committed_report_names_what_made_it(relative: str) -> None:
     record = load(relative).get("provenance")
-    if relative in MADE_BEFORE_PROVENANCE:
-        assert provenance.missing(record), (
-            f"{RESULTS}{relative} now names what made it: take it off MADE_BEFORE_PROVENANCE"
-        )
-        return
     absent = provenance.missing(record)
     assert not absent, f"{RESULTS}{relative} lacks {', '.join(absent)}: run `make results`"
     assert isinstance(record, dict)
@@ -122,21 +94,35 @@ def test_every_committed_report_names_what_made_it(relative: str) -> None:
     )
 
 
-def test_the_committed_reports_come_from_one_commit_of_clean_code() -> None:
-    records = [load(path)["provenance"] for path in with_provenance()]
+def test_the_committed_reports_come_from_one_commit_of_this_code() -> None:
+    paths = report_paths()
+    records = [load(path)["provenance"] for path in paths]
     commits = {record["commit"] for record in records}
-    assert len(commits) <= 1, f"reports from several commits: {sorted(commits)}"
-    dirty = [path for path, r in zip(with_provenance(), records, strict=True) if r["dirty"]]
+    assert len(commits) == 1, f"reports from several commits: {sorted(commits)}"
+    dirty = [path for path, r in zip(paths, records, strict=True) if r["dirty"]]
     assert not dirty, f"made from code that differed from its commit: {dirty}"
+    [made_by] = commits
+    changed = subprocess.run(
+        ["git", "diff", "--stat", made_by, "HEAD", "--", *REPORT_CODE],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert changed.returncode == 0, f"commit {made_by} is not in this clone: {changed.stderr}"
+    assert not changed.stdout, (
+        f"the code that makes reports changed since {made_by[:10]} made them: run `make results`"
+        f"\n{changed.stdout}"
+    )
 
 
-def test_make_results_makes_every_committed_report() -> None:
+def test_make_results_makes_every_committed_report_and_nothing_else() -> None:
     entries = {name.removeprefix(RESULTS).split("/")[0] for name in tracked()}
     made = set(RESULT_STEPS) | {"results.json"}
-    stray = sorted(entries - made - EARLIER_LAYOUT)
-    assert not stray, f"no step of `make results` (loadtest/results.py) writes {stray}"
-    gone = sorted(EARLIER_LAYOUT - entries)
-    assert not gone, f"{gone} are no longer committed: take them off EARLIER_LAYOUT"
+    assert entries == made, (
+        f"not made by `make results` (loadtest/results.py): {sorted(entries - made)}; "
+        f"made but not committed: {sorted(made - entries)}"
+    )
+    run = load("results.json")
+    assert run["all_steps"], "the committed results.json is of a partial or failed run"
+    assert [step["name"] for step in run["steps"]] == list(RESULT_STEPS)
 
 
 def test_a_compare_report_holds_every_environment_field_its_writer_writes() -> None:
@@ -145,7 +131,7 @@ def test_a_compare_report_holds_every_environment_field_its_writer_writes() -> N
         short_n=1, long_n=30, short_users=1, rate=0.0,
     )  # fmt: skip
     written = set(environment(plan, "local", 0.1))
-    for path in with_provenance():
+    for path in report_paths():
         data = load(path)
         if data["provenance"]["kind"] != "compare":
             continue

@@ -450,7 +450,7 @@ def test_a_run_with_timelines_shows_them_in_its_report(tmp_path: Path) -> None:
     (tmp_path / "timeline").mkdir()
     drawn = json.loads((results / "timeline" / "timeline.json").read_text())
     (tmp_path / "timeline" / "timeline.json").write_text(json.dumps(drawn))
-    summary = json.loads((results / "summary.json").read_text())
+    summary = json.loads((results / "talk" / "summary.json").read_text())
     write_report(summary, tmp_path)
     markdown = (tmp_path / "summary.md").read_text()
     assert "\n## The convoy, drawn: timelines\n" in markdown

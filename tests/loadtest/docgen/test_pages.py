@@ -17,6 +17,7 @@ import pytest
 from loadtest.docgen import cli
 from loadtest.docgen.catalog import CATALOG
 from loadtest.docgen.context import Context
+from loadtest.docgen.figures import RESULTS_RUN, TALK
 from loadtest.docgen.lint import findings
 from loadtest.docgen.pages import Page, generate_page
 from loadtest.docgen.regions import find_regions
@@ -71,13 +72,14 @@ def test_a_hand_edit_inside_a_region_is_caught(reports: Reports) -> None:
 
 
 def test_a_report_changed_without_make_docs_is_caught(tmp_path: Path) -> None:
-    shutil.copy(RESULTS / "summary.json", tmp_path / "summary.json")
-    changed = (
-        (tmp_path / "summary.json")
-        .read_text("utf-8")
-        .replace('"long_seconds_single": ', '"long_seconds_single": 1', 1)
+    for relative in (TALK, RESULTS_RUN):  # the reports README.md reads
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(RESULTS / relative, tmp_path / relative)
+    talk = tmp_path / TALK
+    changed = talk.read_text("utf-8").replace(
+        '"long_seconds_single": ', '"long_seconds_single": 1', 1
     )
-    (tmp_path / "summary.json").write_text(changed, "utf-8")
+    talk.write_text(changed, "utf-8")
     page = generate_page("README.md", (ROOT / "README.md").read_text("utf-8"), Reports(tmp_path))
     assert "talk.environment" in page.changed
 

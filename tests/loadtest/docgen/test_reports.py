@@ -5,7 +5,8 @@
 # the report's path and the key; fib's cost is scaled from the committed
 # long request by φ per n; a "time grows per client" verdict is explained
 # by the stage nearest its bound; the provenance table says "not recorded"
-# where a report has no record.
+# where a report has no record, and how long `make results` took; a
+# benchmark's ratio comes with its rounds and goal.
 
 from __future__ import annotations
 
@@ -116,19 +117,96 @@ def test_the_provenance_table_says_what_made_each_report(reports: Reports, tmp_p
     }  # fmt: skip
     write(tmp_path, "new/summary.json", {**summary([]), "provenance": record})
     write(tmp_path, "old/summary.json", summary([]))
-    (tmp_path / "bench-cost.md").write_text("# a benchmark\n", "utf-8")
+    steps = [
+        {"name": "talk", "commands": ["python -m x"], "busy_cores": 0, "status": 0,
+         "seconds": 1800.0},
+        {"name": "modern", "commands": ["python -m y"], "busy_cores": 0, "status": 0,
+         "seconds": 1200.0},
+    ]  # fmt: skip
+    run = {"kind": "results", **{k: v for k, v in record.items() if k != "kind"}}
+    write(tmp_path, "results.json", {"provenance": run, "steps": steps, "all_steps": True})
     table = tables.reports_provenance(Context(reports, "docs/testing.md"))
-    rows = {line.split(" | ")[0]: line for line in table.splitlines()[2:]}
+    lines = table.splitlines()
+    rows = {line.split(" | ")[0]: line for line in lines[2:] if line.startswith("|")}
     new = rows["| [new/summary.json](results/new/summary.json)"]
     assert "`python -m loadtest.compare --variants talk` at 0123456789 (uncommitted changes)" in new
     assert new.endswith("| 9.0 min |")
     old = rows["| [old/summary.json](results/old/summary.json)"]
     assert old.count("not recorded") == 3
-    assert "Markdown only" in rows["| [bench-cost.md](results/bench-cost.md)"]
+    assert not [row for row in rows if "results.json" in row]  # the run: the line below
+    assert lines[-1] == (
+        "The whole run ([results.json](results/results.json)): 2 steps, 50 min together, "
+        "started 2026-01-01 00:00 UTC."
+    )
+
+
+def test_a_run_of_make_results_that_stopped_says_where(reports: Reports, tmp_path: Path) -> None:
+    steps = [
+        {"name": "talk", "status": 0, "seconds": 60.0},
+        {"name": "pinning", "status": 2, "seconds": 30.0},
+    ]
+    started = "2026-01-01T10:30:00+00:00"
+    write(tmp_path, "results.json", {"provenance": {"started": started}, "steps": steps})
+    assert figures.results_run(Context(reports, "README.md")) == (
+        "2 steps, 2 min together, started 2026-01-01 10:30 UTC; it stopped at `pinning` (exit 2)"
+    )
+
+
+def side_by_side(median: float, low: float, high: float, rounds: int, **extra: Any) -> Any:
+    return {
+        "rounds": rounds, "ratio": {"median": median, "min": low, "max": high},
+        "cpu_us_per_request": {"a": 48.09, "b": 47.36, "difference": 0.73},
+        "labels": {"a": "prefork", "b": "threads"}, **extra,
+    }  # fmt: skip
+
+
+def test_a_benchmarks_ratio_is_its_median_over_rounds_with_its_goal(
+    reports: Reports, tmp_path: Path
+) -> None:
+    write(tmp_path, figures.PREFORK_COST, {"comparison": side_by_side(0.992, 0.953, 1.051, 6)})
+    context = Context(reports, "docs/testing.md")
+    assert figures.prefork_cost_ratio(context) == (
+        "`prefork` answers fib(1) at 0.992 (median of 6 rounds, 0.953–1.051) of `threads`' "
+        "rate, +0.73 µs server CPU per request"
+    )
+    goal = {"kind": "minimum", "minimum": 0.99}
+    missed = side_by_side(0.988, 0.971, 0.999, 6, goal=goal)
+    assert figures.ratio_text(context, "x", missed) == (
+        "0.988 (median of 6 rounds, 0.971–0.999; goal ≥ 0.99: NOT met)"
+    )
+    one_round = side_by_side(1.5, 1.5, 1.5, 1)
+    assert figures.ratio_text(context, "x", one_round) == "1.500 (median of 1 round)"
+    with pytest.raises(ReportError, match=r"docs/results/x: no key ratio\.median or rounds"):
+        figures.ratio_text(context, "x", {"ratio": {"median": 1.0}})
+
+
+def test_the_reliability_headline_adds_up_every_variant(reports: Reports, tmp_path: Path) -> None:
+    def variant(name: str, wrong: int, replies: int) -> dict[str, Any]:
+        return {
+            "variant": name,
+            "fuzz": {"inputs": 100, "wrong": wrong, "unanswered": 0, "crashed": False},
+            "sigterm": {"sent_before": 10, "replies": replies, "unanswered_before": 0,
+                        "wrong": 0, "status": 0},
+        }  # fmt: skip
+
+    report = {
+        "parameters": {"fuzz_inputs": 20000},
+        "variants": [variant("sync", 0, 10), variant("asyncio", 1, 12)],
+    }
+    write(tmp_path, figures.RELIABILITY, report)
+    context = Context(reports, "docs/reliability.md")
+    assert figures.reliability_headline(context) == (
+        "2 variants, 200 fuzzed inputs in all: 1 wrong reply, 0 unanswered, 0 crashes; "
+        "after SIGTERM, 2 of 2 answered every line sent before it and exited 0"
+    )
+    assert figures.reliability_fuzz_inputs(context) == "20,000"
+    assert figures.reliability_sigterm_extra(context) == "`asyncio`"
 
 
 def test_a_link_is_relative_to_the_page(reports: Reports) -> None:
-    assert Context(reports, "README.md").report_link("summary.md") == "docs/results/summary.md"
+    assert Context(reports, "README.md").report_link("talk/summary.md") == (
+        "docs/results/talk/summary.md"
+    )
     assert Context(reports, "docs/talk.md").report_link("a/b.md") == "results/a/b.md"
     assert Context(reports, "docs/x/y.md").link("README.md") == "../../README.md"
 

@@ -81,7 +81,7 @@ def test_pinned_against_unpinned_side_by_side(tmp_path: Path) -> None:
 def test_a_capacity_run_against_a_compare_run_is_refused_naming_both(tmp_path: Path) -> None:
     capacity = tmp_path / "capacity.json"
     capacity.write_text(json.dumps(summary([point("threads", 1, 20_000)], None)))
-    compare = ROOT / "docs" / "results" / "summary.json"
+    compare = ROOT / "docs" / "results" / "talk" / "summary.json"
     result = subprocess.run(
         [sys.executable, "-m", "loadtest.compare.report", "--baseline", str(compare),
          str(capacity), "--out", str(tmp_path / "out")],
