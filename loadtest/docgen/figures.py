@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from loadtest.capacity import runner as capacity_runner
+from loadtest.compare.plan import PHI
 from loadtest.compare.report.tables import group_marks
 from loadtest.compare.summary import RunGroup, drop_factor, run_number
 from loadtest.compare.verdicts import COLLAPSE_FACTOR, LONG_RATIO_BOUNDS, Verdict
@@ -60,7 +61,6 @@ RESULTS_RUN = "results.json"
 PROCESS_POOLS = ("threads-procpool", "coro-procpool", "coro-asyncsocket", "asyncio-procpool")
 INTERP_POOLS = ("threads-interppool", "asyncio-interppool")
 LONG_RULES = ("long-serialised", "inline-loop-long-serialised", "tothread-long-serialised")
-PHI = (1 + math.sqrt(5)) / 2  # naive fib(n) makes ~φ times the calls of fib(n - 1)
 FIB_ESTIMATES = (30, 35, 40)
 
 
@@ -88,10 +88,6 @@ def span(values: Iterable[float], fmt: Callable[[float], str], joiner: str = "�
         raise ValueError("no values")
     low, high = fmt(found[0]), fmt(found[-1])
     return low if low == high else f"{low}{joiner}{high}"
-
-
-def factor(value: float) -> str:
-    return f"{value:.2f}×" if value < 10 else f"{value:.0f}×"
 
 
 def joined(parts: Sequence[str]) -> str:
@@ -150,6 +146,12 @@ def convoy_share(c: Context, relative: str, variant: str) -> float:
     if before <= 0:
         raise ReportError(f"{c.reports.name(relative)}: {variant} convoy: no short reply before")
     return during / before
+
+
+def shares_of_before(c: Context, relative: str, variants: Sequence[str]) -> str:
+    """The variants' convoy rates during as shares of before, low–high: "150–174 % of before"."""
+    shares = (convoy_share(c, relative, variant) for variant in variants)
+    return span(shares, lambda fraction: f"{fraction * 100:.0f}") + " % of before"
 
 
 def long_seconds(c: Context, relative: str, variant: str, clients: int) -> float:
@@ -322,9 +324,7 @@ def talk_convoy_example(c: Context) -> str:
 
 @FIGURES("talk.pools-during", TALK)
 def talk_pools_during(c: Context) -> str:
-    return span((convoy_share(c, TALK, v) for v in PROCESS_POOLS), lambda f: f"{f * 100:.0f}") + (
-        " % of before"
-    )
+    return shares_of_before(c, TALK, PROCESS_POOLS)
 
 
 @FIGURES("talk.pools-long3", TALK)
@@ -508,9 +508,7 @@ def modern_interp_short(c: Context) -> str:
 
 @FIGURES("modern.interp-convoy", MODERN)
 def modern_interp_convoy(c: Context) -> str:
-    return span((convoy_share(c, MODERN, v) for v in INTERP_POOLS), lambda f: f"{f * 100:.0f}") + (
-        " % of before"
-    )
+    return shares_of_before(c, MODERN, INTERP_POOLS)
 
 
 @FIGURES("modern.interp-long", MODERN)
@@ -860,8 +858,8 @@ def gil_probe_convoy(c: Context) -> str:
         if figure.get("median") is None:
             return "∞"
         ends = [v for v in (figure.get("min"), figure.get("max")) if v is not None]
-        low_high = span(ends, factor) if ends else factor(figure["median"])
-        found = factor(figure["median"])
+        low_high = span(ends, fmt_factor) if ends else fmt_factor(figure["median"])
+        found = fmt_factor(figure["median"])
         return found if low_high == found else f"{found} ({low_high})"
 
     return "; ".join(
