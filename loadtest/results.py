@@ -11,11 +11,14 @@
 # It refuses a tree whose code differs from its commit (the reports would
 # name a commit that did not make them) and stops at the first step that
 # fails: `git checkout docs/results` then restores the committed reports.
+# Each step starts from an empty folder, and a full run first removes what
+# no step makes, so no file outlives the code that wrote it.
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -117,9 +120,24 @@ def busy(cores: int) -> Iterator[None]:
             spinner.wait()
 
 
+def remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink(missing_ok=True)
+
+
+def strays() -> list[Path]:
+    """What lies in docs/results that no step makes."""
+    made = {*NAMES, "results.json"}
+    return sorted(entry for entry in RESULTS.iterdir() if entry.name not in made)
+
+
 def run_step(step: Step) -> dict[str, object]:
-    """Run one step's commands in order; its record for results.json."""
+    """Run one step's commands in order, in an emptied folder; its record
+    for results.json."""
     started = time.monotonic()
+    remove(step.folder)
     if step.needs:
         print(f"results: {step.name}: set-up: {shown(step.needs)}", file=sys.stderr, flush=True)
         subprocess.run(step.needs, check=False)
@@ -170,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra = f" (beside {step.busy_cores} busy cores)" if step.busy_cores else ""
             print(f"{step.name}{extra}: " + " && ".join(shown(c) for c in step.commands))
         return 0
-    if not Path("docs/results").is_dir() or not Path("loadtest").is_dir():
+    if not RESULTS.is_dir() or not Path("loadtest").is_dir():
         print("loadtest.results: run it from the repository's top folder", file=sys.stderr)
         return 2
     head, dirty = provenance.commit()
@@ -184,6 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = machine.busy_now()
     if quiet.busy:
         print(quiet.warning(), file=sys.stderr, flush=True)
+    if args.only is None:
+        for entry in strays():
+            print(f"results: removing {entry}: no step makes it", file=sys.stderr, flush=True)
+            remove(entry)
     records = []
     for step in steps:
         records.append(run_step(step))

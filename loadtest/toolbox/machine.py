@@ -32,12 +32,12 @@ from typing import Any, TypedDict
 from services.core.cpu import CLOCK_TICKS, ProcessStat, own_cpu_seconds, process_stat
 
 PROC_STAT = Path("/proc/stat")
-# Other processes using a tenth of a core on average mark a run noisy. On
-# the lab's 2-core machine a quiet comparison reads at most 0.054 core over
-# all its 90 runs (docs/results/summary.json), while a busy core moves the
-# threads convoy from 53x to 34x and two make it swing from 5x to 22x
-# (docs/results/one-busy-core, two-busy-cores). A tenth of a core is about
-# twice the quiet maximum; with more cores it errs on the side of "rerun".
+# Other processes using a tenth of a core on average mark a run noisy: a
+# quiet comparison's runs read a few hundredths of a core (the foreign-CPU
+# column of docs/results/talk), while one or two busy cores change the
+# threads convoy itself (docs/results/one-busy-core, two-busy-cores). A
+# tenth of a core stays above the quiet readings; with more cores it errs on
+# the side of "rerun".
 NOISY_FOREIGN_CORES = 0.1
 BUSY_SAMPLE_SECONDS = 1.0
 

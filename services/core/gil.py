@@ -25,6 +25,16 @@
 # wake-up, so the probe knocks about 50 times a second and its ratio moves
 # every ~0.2 s: about 0.3 % of one core on an idle process
 # (`python -m tests.bench.gil`), and about 5 samples per 1 s scrape.
+#
+# Why the drain at stop: gilknocker's stop() ends its manager thread but not
+# the sampling thread the manager started, which may still be waiting for
+# the GIL. Should the interpreter begin to finalise first, CPython up to 3.13
+# ends that thread with pthread_exit(), whose forced unwind through Rust
+# frames aborts the whole process ("FATAL: exception not rethrown", SIGABRT)
+# at what should be a clean exit. So a probe's stop() releases the GIL for
+# DRAIN_SECONDS, long enough for a sample under full contention to finish,
+# and the probes are stopped this way at exit instead of by gilknocker's own
+# atexit hook.
 
 from __future__ import annotations
 
@@ -44,6 +54,9 @@ from prometheus_client.registry import Collector
 POLL_MICROS = 1_000  # between knocks within a sample
 SAMPLE_MICROS = 10_000  # one sample: about 10 knocks when the GIL is free
 REST_MICROS = 100_000  # the manager thread's tick: a sample starts every other one
+# A sample left running at stop ends within SAMPLE_MICROS plus a few GIL
+# handovers of 5 ms each (the switch interval) when other threads are busy.
+DRAIN_SECONDS = 0.05
 
 # A ratio of exactly 0 means no sample completed since the last reset (a
 # completed one always holds some microseconds of acquisition); the fold
@@ -125,19 +138,21 @@ class GilProbe(Collector):
             ),
         )
         knocker.start()
+        atexit.unregister(knocker.stop)  # its own hook would skip the drain
         self._knocker = knocker
         self._folded_at = time.monotonic()
 
     def stop(self) -> None:
-        """Fold what was measured and stop the knocker. gilknocker's stop()
-        sleeps 100 ms holding the GIL while its thread winds down."""
+        """Fold what was measured, stop the knocker and let its last sample
+        finish. gilknocker's stop() sleeps 100 ms holding the GIL while its
+        manager thread winds down; the drain then releases the GIL."""
         with self._lock:
             knocker, self._knocker = self._knocker, None
             if knocker is None:
                 return
             self._fold(knocker, time.monotonic(), final=True)
             knocker.stop()
-            atexit.unregister(knocker.stop)  # gilknocker registers it at start
+        time.sleep(DRAIN_SECONDS)
 
     def _fold(self, knocker: Knocker, now: float, final: bool = False) -> None:
         """Add the knocker's ratio since its last reset, as seconds; the
@@ -181,14 +196,13 @@ class GilProbe(Collector):
         yield probe
 
     def _after_fork_in_child(self) -> None:
-        # The knocker's threads stayed in the parent: forget it (and its
-        # atexit stop, which would wait for a thread that is not there),
-        # count from zero, and start a knocker of this process's own.
+        # The knocker's threads stayed in the parent: forget it (stopping it
+        # would wait for a thread that is not there), count from zero, and
+        # start a knocker of this process's own.
         self._lock = threading.Lock()
         knocker, self._knocker = self._knocker, None
         self._wait = self._probed = 0.0
         if knocker is not None:
-            atexit.unregister(knocker.stop)
             _ORPHANED.append(knocker)  # never dropped: its thread handle is the parent's
             self._start_knocker()
 
@@ -200,6 +214,12 @@ _ORPHANED: list[Knocker] = []
 def _restart_probes_in_child() -> None:
     for probe in list(_PROBES):
         probe._after_fork_in_child()
+
+
+@atexit.register
+def _stop_probes_at_exit() -> None:
+    for probe in list(_PROBES):
+        probe.stop()
 
 
 if hasattr(os, "register_at_fork"):

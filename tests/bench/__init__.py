@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from loadtest.toolbox import provenance
+from loadtest.toolbox.spread import spread as spread_of
 
 Report = dict[str, Any]
 
@@ -42,5 +42,8 @@ def render_again(folder: Path, render: Callable[[Report], str]) -> Path:
 
 
 def spread(values: list[float]) -> dict[str, float]:
-    """The median, least and greatest of some rounds' figures."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    """The median, least and greatest of some rounds' figures, as report.json keeps them."""
+    rounds = spread_of(values)
+    if rounds is None:
+        raise ValueError("no rounds to take the spread of")
+    return {"median": rounds.median, "min": rounds.low, "max": rounds.high}

@@ -59,7 +59,7 @@ from services.core.fib import fib
 from tests.bench import Report, render_again, spread, write_report
 from tests.conftest import ROOT, Server, group_cpu_seconds, group_members, start_server
 
-SCHEMA = 1  # report.json's shape, in its provenance record (docs/design.md §6.11)
+SCHEMA = 2  # report.json's shape (docs/design.md §6.11); 2: base.commit became base.compared_with
 WARM_UP = 0.5
 OVERHEAD_GOAL = 0.97
 OFF_GOAL = 0.99  # the timeline, off, against the code before it (docs/design.md §6.6)
@@ -619,7 +619,7 @@ def load_text(load: dict[str, list[float]]) -> str:
 
 
 def base_text(base: dict[str, str]) -> str:
-    return f"commit {base['given']} ({base['commit']})"
+    return f"commit {base['given']} ({base['compared_with']})"
 
 
 def possessive(name: str) -> str:
@@ -927,7 +927,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         kind = "timeline-cost" if args.timeline else "yield-cost"
         record = provenance.begin(kind, SCHEMA)
         given = args.timeline or args.yield_cost
-        base = {"given": given, "commit": base_commit(given)}
+        base = {"given": given, "compared_with": base_commit(given)}
         start = load_average()
         print(f"### {TITLES[kind]}, against commit {given}: {sides}\n", flush=True)
         if args.timeline:

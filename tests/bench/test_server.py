@@ -21,7 +21,7 @@ from tests.conftest import ROOT
 
 def made_by(kind: str) -> dict[str, Any]:
     return {
-        "kind": kind, "schema": 1, "commit": "0123456789" * 4, "dirty": False,
+        "kind": kind, "schema": server.SCHEMA, "commit": "0123456789" * 4, "dirty": False,
         "command": f"python -m tests.bench.server --{kind}", "started": "2026-11-30T22:07:00+00:00",
         "wall_seconds": 61.2,
         "machine": {"cores": 2, "cpu_model": "Test CPU", "kernel": "6.1.0", "python": "3.11.7"},
@@ -96,7 +96,7 @@ def timeline_report(
     off = off_ratios or [0.978, 1.036, 0.970, 1.028, 1.006, 1.042]
     return {
         "parameters": PARAMETERS,
-        "base": {"given": "ae197c3", "commit": "ae197c3" + "0" * 33},
+        "base": {"given": "ae197c3", "compared_with": "ae197c3" + "0" * 33},
         "off": comparison(("this commit, timeline off", "commit ae197c3"), off, (44.23, 44.46),
                           server.at_least(server.OFF_GOAL), ratio=(1.017, min(off), max(off))),
         "control": comparison(("A", "B"), [1.017, 0.989, 1.017, 1.035, 1.004, 1.003],
@@ -143,7 +143,7 @@ def yield_report() -> dict[str, Any]:
     ]
     return {
         "parameters": PARAMETERS,
-        "base": {"given": "360bd02", "commit": "360bd02" + "1" * 33},
+        "base": {"given": "360bd02", "compared_with": "360bd02" + "1" * 33},
         "variants": [
             {"variant": name, "comparison": comparison(
                 ("this commit, --yield-every 1", "commit 360bd02"), ratios, cpu, at_least,
