@@ -1,5 +1,7 @@
 # `python -m loadtest.capacity` as a user runs it: a real (short) sweep and
-# rate curves on two local variants, the report it writes, and bad input.
+# rate curves on threads, the report it writes, and bad input. One variant:
+# each one more costs six 2 s points, and the tables and plots of several
+# are tested from their figures (test_points.py, test_report.py).
 
 from __future__ import annotations
 
@@ -81,7 +83,7 @@ def test_the_command_exits_2_on_bad_input(tmp_path: Path) -> None:
 def test_a_short_capacity_run_writes_its_tables_and_plots(tmp_path: Path) -> None:
     out = tmp_path / "capacity"
     result = run_capacity(
-        "--variants", "threads,threads-procpool", "--parts", "sweep,rates",
+        "--variants", "threads", "--parts", "sweep,rates",
         "--connections", "1,8", "--rate-shares", "0.25,2", "--seconds", "1.5",
         "--rate-seconds", "1.5", "--warmup", "0.5", "--long-n", "27", "--out", str(out),
     )  # fmt: skip
@@ -93,7 +95,7 @@ def test_a_short_capacity_run_writes_its_tables_and_plots(tmp_path: Path) -> Non
     assert env["pinning"] is None
     assert env["loadgen_processes"] >= 1
     points = summary["points"]
-    for variant in ("threads", "threads-procpool"):
+    for variant in ("threads",):
         sweep = [p for p in points if p["variant"] == variant and p["kind"] == "sweep"]
         assert [p["connections"] for p in sweep] == [1, 8]
         for p in sweep:
@@ -120,7 +122,7 @@ def test_a_short_capacity_run_writes_its_tables_and_plots(tmp_path: Path) -> Non
     markdown = (out / "capacity.md").read_text()
     assert "## Concurrency sweep" in markdown
     assert "## Rate curve" in markdown
-    assert "| threads-procpool | 8 |" in markdown
+    assert "| threads | 8 |" in markdown
     for plot in ("capacity-rps.png", "capacity-latency.png", "rate-curve.png"):
         assert (out / plot).read_bytes().startswith(b"\x89PNG"), plot
         assert f"]({plot})" in markdown
